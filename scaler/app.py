@@ -1,0 +1,157 @@
+"""Wiring: builds the store, the core and every adapter, starts the listeners, and stops them cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from aiohttp import web
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
+
+from scaler.changes import Changes
+from scaler.externalscaler import externalscaler_pb2
+from scaler.keda_service import KedaService, add_keda_service
+from scaler.ops import ops_app
+from scaler.receivers import Ingest, add_otlp_grpc, otlp_http_app
+from scaler.selfmetrics import SelfMetrics
+from scaler.settings import Settings
+from scaler.store import Store
+from scaler.triggers import Triggers
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+KEDA_SERVICE = externalscaler_pb2.DESCRIPTOR.services_by_name["ExternalScaler"].full_name
+
+
+@dataclass
+class Scaler:
+    """A running scaler: its parts (for tests and the simulator) and the ports it listens on."""
+
+    settings: Settings
+    store: Store
+    triggers: Triggers
+    registry: CollectorRegistry
+    metrics: SelfMetrics
+    ports: dict[str, int] = field(default_factory=dict)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _grpc_servers: list[grpc.aio.Server] = field(default_factory=list)
+    _runners: list[web.AppRunner] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _health: Any = None  # grpc_health's asyncio HealthServicer (its stubs predate grpc.aio)
+    _changes: Changes = field(default_factory=Changes)
+
+    async def stop(self) -> None:
+        """Stop accepting, end StreamIsActive streams with OK, and finish in-flight calls within grace."""
+        if self.stopping.is_set():
+            return
+        logger.info("stopping: finishing in-flight calls within %.1fs", self.settings.grace)
+        self.ready.clear()
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        self.stopping.set()
+        self._changes.notify()
+        await asyncio.gather(*(s.stop(self.settings.grace) for s in self._grpc_servers))
+        for runner in self._runners:
+            await runner.cleanup()
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        logger.info("stopped")
+
+
+async def start(settings: Settings, clock: Callable[[], float] = time.monotonic) -> Scaler:
+    store = Store(settings.retention, settings.max_series)
+    triggers = Triggers(store, settings.stale_after, warmup_until=clock() + settings.warmup)
+    registry = CollectorRegistry()
+    metrics = SelfMetrics(registry, store, triggers, clock, settings.stale_after)
+    scaler = Scaler(settings, store, triggers, registry, metrics)
+    ingest = Ingest(store, metrics, clock, scaler._changes)
+
+    options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+    otlp_server = grpc.aio.server(options=options)
+    add_otlp_grpc(otlp_server, ingest)
+    scaler.ports["otlp-grpc"] = _bind_grpc(otlp_server, settings.host, settings.otlp_grpc_port, "--otlp-grpc-port")
+
+    keda_server = grpc.aio.server()
+    add_keda_service(keda_server, KedaService(triggers, metrics, clock, scaler._changes, scaler.stopping))
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, keda_server)
+    service_names = (KEDA_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
+    reflection.enable_server_reflection(service_names, keda_server)
+    scaler.ports["scaler"] = _bind_grpc(keda_server, settings.host, settings.scaler_port, "--scaler-port")
+    scaler._health = health_servicer
+
+    for server in (otlp_server, keda_server):
+        await server.start()
+        scaler._grpc_servers.append(server)
+    for status_name in ("", KEDA_SERVICE):
+        await health_servicer.set(status_name, health_pb2.HealthCheckResponse.SERVING)
+
+    http_apps = {
+        "otlp-http": (otlp_http_app(ingest, MAX_MESSAGE_BYTES), settings.otlp_http_port),
+        "http": (ops_app(registry, store, triggers, clock, settings.stale_after, scaler.ready), settings.http_port),
+    }
+    for name, (app, port) in http_apps.items():
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        await web.TCPSite(runner, settings.host, port).start()
+        scaler._runners.append(runner)
+        scaler.ports[name] = runner.addresses[0][1]
+
+    scaler._tasks.append(asyncio.create_task(_housekeeping(scaler, clock)))
+    scaler.ready.set()
+    logger.info(
+        "listening on %s: otlp-grpc=%d otlp-http=%d scaler=%d http=%d",
+        settings.host,
+        scaler.ports["otlp-grpc"],
+        scaler.ports["otlp-http"],
+        scaler.ports["scaler"],
+        scaler.ports["http"],
+    )
+    return scaler
+
+
+def _bind_grpc(server: grpc.aio.Server, host: str, port: int, flag: str) -> int:
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise OSError(f"{flag}: cannot listen on {address}: {exc}") from exc
+    return bound
+
+
+async def _housekeeping(scaler: Scaler, clock: Callable[[], float]) -> None:
+    """Free expired series and forget triggers nobody asks about; log and go on after any failure."""
+    interval = min(5.0, scaler.settings.stale_after)
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            now = clock()
+            freed = scaler.store.sweep(now)
+            scaler.metrics.series_freed.inc(freed)
+            scaler.triggers.expire(now)
+        except Exception:
+            logger.exception("housekeeping failed")
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    scaler = await start(settings)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    await done.wait()
+    await scaler.stop()

@@ -1,0 +1,74 @@
+"""The scaler's exceptions, each carrying the gRPC status and HTTP code it maps to.
+
+    ScalerError
+    ├── InvalidInput            INVALID_ARGUMENT / 400
+    │   ├── DecodeError         an OTLP payload we cannot read
+    │   ├── QuerySyntaxError    a metricQuery that does not parse
+    │   └── InvalidTrigger      scalerMetadata with an unknown key or a bad value
+    ├── UnsupportedMediaType    INVALID_ARGUMENT / 415
+    ├── LimitExceeded           RESOURCE_EXHAUSTED / 413
+    ├── NotFound                NOT_FOUND / 404
+    └── StaleData               UNAVAILABLE / 503: answering would mean guessing
+        ├── WarmingUp           no data yet, and the scaler has only just started
+        └── InsufficientData    data is fresh but too thin for the operation (rate needs two samples)
+
+Adapters map these to wire errors in one place each; the core raises only these.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ScalerError(Exception):
+    """Base of every error the scaler reports to a client."""
+
+    grpc_code: ClassVar[str] = "INTERNAL"
+    http_status: ClassVar[int] = 500
+
+
+class InvalidInput(ScalerError):
+    grpc_code = "INVALID_ARGUMENT"
+    http_status = 400
+
+
+class DecodeError(InvalidInput):
+    """An OTLP request that cannot be decoded."""
+
+
+class QuerySyntaxError(InvalidInput):
+    """A query expression that does not parse."""
+
+
+class InvalidTrigger(InvalidInput):
+    """Trigger metadata with an unknown key or a malformed value; the message names the key."""
+
+
+class UnsupportedMediaType(ScalerError):
+    grpc_code = "INVALID_ARGUMENT"
+    http_status = 415
+
+
+class LimitExceeded(ScalerError):
+    grpc_code = "RESOURCE_EXHAUSTED"
+    http_status = 413
+
+
+class NotFound(ScalerError):
+    grpc_code = "NOT_FOUND"
+    http_status = 404
+
+
+class StaleData(ScalerError):
+    """The data a trigger needs is missing or too old; KEDA's fallback should act, not a 0."""
+
+    grpc_code = "UNAVAILABLE"
+    http_status = 503
+
+
+class WarmingUp(StaleData):
+    """No data yet during the warm-up period after start-up."""
+
+
+class InsufficientData(StaleData):
+    """Fresh data exists but not enough of it for the requested operation."""

@@ -1,0 +1,135 @@
+"""KEDA's ExternalScaler over gRPC: translates ScaledObjectRefs to trigger evaluations and back.
+
+It computes nothing itself. Errors map to gRPC codes in one place (`_answer`): stale or missing data
+becomes UNAVAILABLE so that KEDA's fallback acts, bad metadata INVALID_ARGUMENT naming the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from scaler.changes import Changes
+from scaler.errors import InvalidTrigger, ScalerError, StaleData
+from scaler.externalscaler import externalscaler_pb2 as pb
+from scaler.externalscaler import externalscaler_pb2_grpc as pb_grpc
+from scaler.selfmetrics import SelfMetrics
+from scaler.triggers import Evaluation, Triggers, metric_name_matches, parse_trigger
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Context = grpc.aio.ServicerContext[Any, Any]
+_INT64_MAX = 2**63 - 1
+STREAM_MIN_INTERVAL = 0.1  # re-evaluate a stream at most this often, however often data arrives
+STREAM_IDLE_RECHECK = 1.0  # and at least this often, for activity that comes from time passing
+
+
+def as_int64(value: float) -> int:
+    """KEDA reads the int field when the float is not > 0; round up as kedify does, within int64."""
+    return max(-_INT64_MAX - 1, min(_INT64_MAX, math.ceil(value)))
+
+
+class KedaService(pb_grpc.ExternalScalerServicer):
+    def __init__(
+        self,
+        triggers: Triggers,
+        metrics: SelfMetrics,
+        clock: Callable[[], float],
+        changes: Changes,
+        stopping: asyncio.Event,
+    ) -> None:
+        self.triggers = triggers
+        self.metrics = metrics
+        self.clock = clock
+        self.changes = changes
+        self.stopping = stopping
+
+    async def _answer(self, method: str, context: Context, compute: Callable[[], T]) -> T:
+        started = time.perf_counter()
+        try:
+            return compute()
+        except ScalerError as exc:
+            self.metrics.rpc_errors.labels(method, exc.grpc_code).inc()
+            logger.debug("%s failed: %s", method, exc)
+            await context.abort(grpc.StatusCode[exc.grpc_code], str(exc))
+            raise  # abort raises; this line only satisfies the type checker
+        finally:
+            self.metrics.rpc_duration.labels(method).observe(time.perf_counter() - started)
+
+    def _evaluate(self, ref: pb.ScaledObjectRef) -> Evaluation:
+        return self.triggers.evaluate(ref.namespace, ref.name, ref.scalerMetadata, self.clock())
+
+    async def IsActive(self, request: pb.ScaledObjectRef, context: Context) -> pb.IsActiveResponse:  # noqa: N802
+        evaluation = await self._answer("IsActive", context, lambda: self._evaluate(request))
+        return pb.IsActiveResponse(result=evaluation.active)
+
+    async def GetMetricSpec(  # noqa: N802
+        self, request: pb.ScaledObjectRef, context: Context
+    ) -> pb.GetMetricSpecResponse:
+        spec = await self._answer("GetMetricSpec", context, lambda: parse_trigger(request.scalerMetadata))
+        metric = pb.MetricSpec(
+            metricName=spec.metric_name, targetSize=as_int64(spec.target), targetSizeFloat=spec.target
+        )
+        return pb.GetMetricSpecResponse(metricSpecs=[metric])
+
+    async def GetMetrics(self, request: pb.GetMetricsRequest, context: Context) -> pb.GetMetricsResponse:  # noqa: N802
+        def compute() -> pb.GetMetricsResponse:
+            ref = request.scaledObjectRef
+            spec = parse_trigger(ref.scalerMetadata)
+            if request.metricName and not metric_name_matches(request.metricName, spec.metric_name):
+                raise InvalidTrigger(
+                    f"metricName {request.metricName!r} is not served by this trigger, whose metric is "
+                    f"{spec.metric_name!r}"
+                )
+            value = self._evaluate(ref).value
+            name = request.metricName or spec.metric_name
+            return pb.GetMetricsResponse(
+                metricValues=[pb.MetricValue(metricName=name, metricValue=as_int64(value), metricValueFloat=value)]
+            )
+
+        return await self._answer("GetMetrics", context, compute)
+
+    async def StreamIsActive(  # noqa: N802
+        self, request: pb.ScaledObjectRef, context: Context
+    ) -> AsyncIterator[pb.IsActiveResponse]:
+        """Send `true` when the stream opens while active and on each transition to active; else nothing.
+
+        KEDA ignores `false` from a push scaler for scaling decisions it cares about here, and its
+        regular polling handles deactivation. On shutdown the stream ends with OK, which resets
+        KEDA's reconnect backoff.
+        """
+        await self._answer("StreamIsActive", context, lambda: parse_trigger(request.scalerMetadata))
+        was_active = False
+        while not self.stopping.is_set():
+            change = self.changes.current()
+            active = self._stream_check(request)
+            if active and not was_active:
+                yield pb.IsActiveResponse(result=True)
+            was_active = active
+            await asyncio.sleep(STREAM_MIN_INTERVAL)
+            if not self.stopping.is_set():
+                await self.changes.wait(change, STREAM_IDLE_RECHECK)
+
+    async def StreamMetricSpec(  # noqa: N802
+        self, request: pb.ScaledObjectRef, context: Context
+    ) -> AsyncIterator[pb.GetMetricSpecResponse]:
+        """Our targets never change while metadata stays the same; KEDA falls back to GetMetricSpec."""
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "StreamMetricSpec is not implemented; use GetMetricSpec")
+        yield pb.GetMetricSpecResponse()  # pragma: no cover - abort raises
+
+    def _stream_check(self, request: pb.ScaledObjectRef) -> bool:
+        try:
+            return self._evaluate(request).active
+        except StaleData:
+            return False
+
+
+def add_keda_service(server: grpc.aio.Server, service: KedaService) -> None:
+    pb_grpc.add_ExternalScalerServicer_to_server(service, server)

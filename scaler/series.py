@@ -1,0 +1,153 @@
+"""One time series: a time-bounded ring buffer of fixed-width rows of floats.
+
+Gauges keep one value per row. Counters and histograms (count, sum, then bucket counts) keep
+reset-corrected running totals, so an increase over any window is one subtraction and a counter reset
+never yields a negative rate. Rows live in `array('d')`, 8 bytes a number, to keep memory per sample low.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from bisect import bisect_left
+from dataclasses import dataclass, field
+
+from scaler.otlp import Kind, Labels, Sample
+
+_COMPACT_AT = 256  # dropped rows to accumulate before the buffer is compacted
+
+
+@dataclass(slots=True, eq=False)
+class Series:
+    name: str
+    labels: Labels
+    label_map: dict[str, str]
+    pod: str
+    kind: Kind
+    bounds: tuple[float, ...] = ()
+    width: int = 1
+    times: array[float] = field(default_factory=lambda: array("d"))
+    rows: array[float] = field(default_factory=lambda: array("d"))
+    head: int = 0  # index of the oldest retained row
+    offset: list[float] = field(default_factory=list)  # added to raw values after resets
+    last_raw: list[float] = field(default_factory=list)
+    last_start: float = 0.0
+    ended: bool = False  # the producer sent a no-recorded-value marker after the last sample
+    resets: int = 0
+
+    @classmethod
+    def for_sample(cls, sample: Sample, pod: str) -> Series:
+        series = cls(sample.name, sample.labels, dict(sample.labels), pod, sample.kind)
+        series._layout(sample)
+        return series
+
+    def _layout(self, sample: Sample) -> None:
+        hist = sample.histogram
+        self.bounds = hist.bounds if hist else ()
+        self.width = 2 + len(hist.buckets) if hist else 1
+        self.offset = [0.0] * self.width
+        self.last_raw = [0.0] * self.width
+        self.times = array("d")
+        self.rows = array("d")
+        self.head = 0
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def append(self, sample: Sample, now: float, horizon: float) -> None:
+        """Add a sample received at `now`, dropping rows older than `horizon`."""
+        if sample.no_value:
+            self.ended = True
+            return
+        raw = _raw_row(sample)
+        if sample.kind is Kind.HISTOGRAM and (len(raw) != self.width or self._bounds_changed(sample)):
+            self._layout(sample)  # new bucket layout: earlier rows cannot be compared with it
+        self.ended = False
+        row = self._accumulate(raw, sample) if self.kind is not Kind.GAUGE or sample.delta else raw
+        self.last_start = sample.start
+        n = len(self.times)
+        if n > self.head and now <= self.times[-1]:
+            self.rows[-self.width :] = array("d", row)  # same instant (or a clock step back): replace
+        else:
+            self.times.append(now)
+            self.rows.extend(row)
+        self.trim(horizon)
+
+    def _bounds_changed(self, sample: Sample) -> bool:
+        return sample.histogram is not None and sample.histogram.bounds != self.bounds
+
+    def _accumulate(self, raw: list[float], sample: Sample) -> list[float]:
+        if sample.delta:
+            if self.has_data():
+                base = self.rows[len(self.rows) - self.width :]
+                return [b + r for b, r in zip(base, raw, strict=True)]
+            return raw
+        if self.has_data() and self._is_reset(raw[0], sample.start):
+            self.offset = [o + last for o, last in zip(self.offset, self.last_raw, strict=True)]
+            self.resets += 1
+        self.last_raw = raw
+        return [r + o for r, o in zip(raw, self.offset, strict=True)]
+
+    def _is_reset(self, value: float, start: float) -> bool:
+        if value < self.last_raw[0]:
+            return True
+        return bool(start and self.last_start and start > self.last_start)
+
+    def trim(self, horizon: float) -> None:
+        times = self.times
+        if self.head < len(times) and times[self.head] < horizon:
+            self.head = bisect_left(times, horizon, self.head)
+        if self.head >= _COMPACT_AT or (self.head and self.head * 2 >= len(times)):
+            del times[: self.head]
+            del self.rows[: self.head * self.width]
+            self.head = 0
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def has_data(self) -> bool:
+        return len(self.times) > self.head
+
+    def sample_count(self) -> int:
+        return len(self.times) - self.head
+
+    def last_time(self) -> float:
+        return self.times[-1] if self.has_data() else -math.inf
+
+    def is_fresh(self, now: float, stale_after: float) -> bool:
+        return not self.ended and self.has_data() and now - self.times[-1] <= stale_after
+
+    def first_index(self, since: float) -> int:
+        return bisect_left(self.times, since, self.head)
+
+    def value_at(self, index: int, column: int = 0) -> float:
+        return self.rows[index * self.width + column]
+
+    def last(self, column: int = 0) -> float:
+        """The latest value as the producer reported it (before reset correction)."""
+        value = self.rows[len(self.rows) - self.width + column]
+        return value - self.offset[column] if self.kind is not Kind.GAUGE else value
+
+    def column(self, column: int, since: float) -> list[float]:
+        start = self.first_index(since)
+        return [self.rows[i * self.width + column] for i in range(start, len(self.times))]
+
+    def increase(self, column: int, since: float) -> tuple[float, float] | None:
+        """(increase, seconds) between the first and last rows at or after `since`, or None if < 2 rows."""
+        first = self.first_index(since)
+        last = len(self.times) - 1
+        if last <= first:
+            return None
+        return self.value_at(last, column) - self.value_at(first, column), self.times[last] - self.times[first]
+
+    def row_at_or_before(self, t: float) -> int | None:
+        """Index of the newest row at or before `t`, or None."""
+        index = bisect_left(self.times, t, self.head)
+        if index < len(self.times) and self.times[index] == t:
+            return index
+        return index - 1 if index - 1 >= self.head else None
+
+
+def _raw_row(sample: Sample) -> list[float]:
+    hist = sample.histogram
+    if hist is None:
+        return [sample.value]
+    return [hist.count, hist.sum, *hist.buckets]

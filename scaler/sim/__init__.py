@@ -1,0 +1,1 @@
+"""Simulation tools: pushing OTLP as a collector sidecar would (needs the `[sim]` extra)."""

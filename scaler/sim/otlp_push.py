@@ -1,0 +1,109 @@
+"""Push vLLM-style metrics with the real OpenTelemetry SDK exporters, as a collector sidecar would.
+
+The SDK refuses `:` in instrument names, but a collector's prometheus receiver forwards `vllm:...`
+names unchanged. So we build the SDK's `MetricsData` ourselves and hand it to the real
+`OTLPMetricExporter` (gRPC or HTTP): the wire then carries exactly what a sidecar sends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from grpc import Compression as GrpcCompression
+from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
+from opentelemetry.exporter.otlp.proto.http import Compression as HttpCompression
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Gauge,
+    Histogram,
+    HistogramDataPoint,
+    Metric,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+    Sum,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+Attributes = Mapping[str, str]
+_SCOPE = InstrumentationScope("otelcol/prometheusreceiver", "0.0.0")
+
+
+@dataclass
+class PodMetrics:
+    """One pod's metrics at one instant, to be turned into an OTLP request."""
+
+    resource: Attributes
+    gauges: dict[str, list[tuple[Attributes, float]]] = field(default_factory=dict)
+    counters: dict[str, list[tuple[Attributes, float]]] = field(default_factory=dict)
+    histograms: dict[str, list[tuple[Attributes, Sequence[float], Sequence[int], float]]] = field(
+        default_factory=dict
+    )
+
+    def gauge(self, name: str, value: float, attributes: Attributes | None = None) -> PodMetrics:
+        self.gauges.setdefault(name, []).append((attributes or {}, value))
+        return self
+
+    def counter(self, name: str, value: float, attributes: Attributes | None = None) -> PodMetrics:
+        self.counters.setdefault(name, []).append((attributes or {}, value))
+        return self
+
+    def histogram(
+        self,
+        name: str,
+        bounds: Sequence[float],
+        bucket_counts: Sequence[int],
+        total: float,
+        attributes: Attributes | None = None,
+    ) -> PodMetrics:
+        self.histograms.setdefault(name, []).append((attributes or {}, bounds, bucket_counts, total))
+        return self
+
+
+def metrics_data(pods: Sequence[PodMetrics], time_ns: int, start_ns: int) -> MetricsData:
+    return MetricsData(resource_metrics=[_resource_metrics(pod, time_ns, start_ns) for pod in pods])
+
+
+def _resource_metrics(pod: PodMetrics, time_ns: int, start_ns: int) -> ResourceMetrics:
+    def number(attrs: Attributes, value: float) -> NumberDataPoint:
+        return NumberDataPoint(dict(attrs), start_ns, time_ns, value)
+
+    metrics = [
+        Metric(name, None, None, Gauge([number(a, v) for a, v in points])) for name, points in pod.gauges.items()
+    ]
+    cumulative = AggregationTemporality.CUMULATIVE
+    metrics += [
+        Metric(name, None, None, Sum([number(a, v) for a, v in points], cumulative, True))
+        for name, points in pod.counters.items()
+    ]
+    for name, hist_points in pod.histograms.items():
+        data_points = [
+            HistogramDataPoint(dict(a), start_ns, time_ns, sum(counts), total, list(counts), list(bounds), 0.0, 0.0)
+            for a, bounds, counts, total in hist_points
+        ]
+        metrics.append(Metric(name, None, None, Histogram(data_points, cumulative)))
+    scope = ScopeMetrics(_SCOPE, metrics, "")
+    return ResourceMetrics(Resource.create(dict(pod.resource)), [scope], "")
+
+
+def make_exporter(protocol: str, endpoint: str, gzip: bool = False, timeout: float = 5.0) -> MetricExporter:
+    """A real OTLP exporter: protocol `grpc` (endpoint host:port) or `http` (endpoint http://host:port)."""
+    if protocol == "grpc":
+        compression = GrpcCompression.Gzip if gzip else GrpcCompression.NoCompression
+        return GrpcExporter(endpoint=endpoint, insecure=True, compression=compression, timeout=timeout)
+    if protocol == "http":
+        http_compression = HttpCompression.Gzip if gzip else HttpCompression.NoCompression
+        url = endpoint.rstrip("/") + "/v1/metrics"
+        return HttpExporter(endpoint=url, compression=http_compression, timeout=timeout)
+    raise ValueError(f"unknown OTLP protocol {protocol!r}; use grpc or http")
+
+
+def push(exporter: MetricExporter, pods: Sequence[PodMetrics], time_ns: int, start_ns: int) -> bool:
+    """Export one request; True on success (the SDK logs and retries transient failures itself)."""
+    return exporter.export(metrics_data(pods, time_ns, start_ns)) is MetricExportResult.SUCCESS
