@@ -1,17 +1,20 @@
-"""Read-only views of the store and the triggers, as JSON-ready dicts for /debug and the CLI.
+"""Read-only views of the store and the triggers, as JSON-ready dicts for /debug and `explain`.
 
-`preview_query` evaluates exactly as a trigger would (same parser, same evaluation), without
-touching any trigger's memory.
+`preview_query` evaluates exactly as a query trigger would (same parser, same evaluation), without
+touching any trigger's memory. `describe_trigger` shows what a trigger last answered and why.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Any
 
-from scaler.errors import ScalerError
+from scaler.errors import InvalidTrigger, ScalerError
 from scaler.names import canonical_name
+from scaler.policy import Decision, WindowFigures
+from scaler.policy_spec import PolicySpec
 from scaler.query import QueryResult, evaluate_query
 from scaler.store import Store
 from scaler.triggers import Triggers, TriggerState, clamp, parse_trigger
@@ -70,40 +73,75 @@ def preview_query(store: Store, params: Mapping[str, str], now: float, stale_aft
     metadata.setdefault("targetValue", "1")
     try:
         spec = parse_trigger(metadata)
+        if isinstance(spec, PolicySpec):
+            raise InvalidTrigger("/debug/query evaluates query triggers; see /debug/scaledobjects for policies")
         window = spec.window if spec.window is not None else store.retention
         result = evaluate_query(store, spec.query, spec.operation, window, now, stale_after)
     except ScalerError as exc:
         return {"error": str(exc), "code": exc.grpc_code, "http_status": exc.http_status}
     value = result.value if result is not None else 0.0
-    clamped = clamp(value, spec.clamp_min, spec.clamp_max)
     return {
         "query": str(spec.query),
         "operationOverTime": spec.operation,
         "window_seconds": window,
         "metric_name": spec.metric_name,
-        "value": _number(clamped),
+        "value": _number(clamp(value, spec.clamp_min, spec.clamp_max)),
         "unclamped": _number(value),
         "note": None if result is not None else "no series match; a trigger answers 0 (or warming up)",
         **describe_result(result),
     }
 
 
+def describe_figures(figures: WindowFigures) -> dict[str, Any]:
+    return {
+        "window_seconds": figures.window,
+        "demand_replicas": round(figures.demand, 3),
+        "peak_replicas": round(figures.peak, 3),
+        "signals": {
+            s.name: {"replicas": round(s.replicas, 3), "peak_replicas": round(s.peak, 3), "detail": s.detail}
+            for s in figures.signals
+        },
+    }
+
+
+def describe_decision(decision: Decision) -> dict[str, Any]:
+    return {
+        "recommendation": decision.replicas,
+        "reason": decision.reason,
+        "reporting_pods": decision.reporting_pods,
+        "panic": decision.in_panic,
+        "stable": describe_figures(decision.stable),
+        "panic_window": describe_figures(decision.panic),
+        "ttft_seconds": _number(decision.ttft),
+        "itl_seconds": _number(decision.itl),
+        "activation_value": _number(decision.activation_value),
+        "pool_replicas": decision.pool_replicas,
+        "notes": list(decision.notes),
+        "pods": [{k: _number(v) if isinstance(v, float) else v for k, v in asdict(p).items()} for p in decision.pods],
+    }
+
+
 def describe_trigger(state: TriggerState, now: float) -> dict[str, Any]:
     spec = state.spec
-    return {
+    common = {
         "namespace": state.key.namespace,
         "name": state.key.name,
         "metric_name": state.key.metric_name,
-        "query": str(spec.query),
-        "operationOverTime": spec.operation,
         "target": spec.target,
         "value": _number(state.value),
         "active": state.active,
         "error": state.error,
         "last_asked_seconds_ago": round(now - state.last_asked, 3),
         "last_data_seconds_ago": round(now - state.last_data, 3) if state.last_data is not None else None,
-        **describe_result(state.result),
     }
+    if isinstance(spec, PolicySpec):
+        common.update({"kind": "policy", "pool": spec.pool, "phase": spec.phase})
+        if state.decision is not None:
+            common.update(describe_decision(state.decision))
+        return common
+    common.update({"kind": "query", "query": str(spec.query), "operationOverTime": spec.operation})
+    common.update(describe_result(state.result))
+    return common
 
 
 def describe_triggers(triggers: Triggers, now: float) -> dict[str, Any]:

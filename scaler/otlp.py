@@ -224,5 +224,5 @@ def _decode_summary(name: str, point: SummaryDataPoint, resource: dict[str, str]
     )
     for quantile in point.quantile_values:
         if math.isfinite(quantile.value):
-            q_labels = tuple(sorted((*labels, ("quantile", repr(quantile.quantile)))))
+            q_labels = tuple(sorted({**dict(labels), "quantile": repr(quantile.quantile)}.items()))
             out.samples.append(Sample(name, q_labels, Kind.GAUGE, quantile.value))

@@ -86,12 +86,22 @@ class _StateCollector(Collector):
             "1 when the trigger's last evaluation was an error (stale or missing data)",
             labels=labels,
         )
+        recommendation = GaugeMetricFamily(
+            PREFIX + "recommendation", "Replicas a policy trigger last recommended", labels=labels
+        )
+        signal = GaugeMetricFamily(
+            PREFIX + "signal_replicas",
+            "Replicas each signal of a policy trigger asked for, over the stable window",
+            labels=[*labels, "signal"],
+        )
         for state in self.triggers.states():
             key = [state.key.namespace, state.key.name, state.key.metric_name]
             if state.value is not None:
                 value.add_metric(key, state.value)
             active.add_metric(key, 1.0 if state.active else 0.0)
             failing.add_metric(key, 1.0 if state.error else 0.0)
-        yield value
-        yield active
-        yield failing
+            if state.decision is not None and state.error is None:
+                recommendation.add_metric(key, float(state.decision.replicas))
+                for figure in state.decision.stable.signals:
+                    signal.add_metric([*key, figure.name], figure.replicas)
+        yield from (value, active, failing, recommendation, signal)

@@ -138,6 +138,19 @@ class Series:
             return None
         return self.value_at(last, column) - self.value_at(first, column), self.times[last] - self.times[first]
 
+    def delta_since(self, since: float) -> tuple[list[float], float] | None:
+        """(per-column increase, seconds) from the newest row at or before `since` (else the first row
+        after it) to the last row: the exact change over a window whose start falls between samples."""
+        base = self.row_at_or_before(since)
+        if base is None:
+            base = self.first_index(since)
+        last = len(self.times) - 1
+        if last <= base:
+            return None
+        w = self.width
+        deltas = [self.rows[last * w + c] - self.rows[base * w + c] for c in range(w)]
+        return deltas, self.times[last] - self.times[base]
+
     def row_at_or_before(self, t: float) -> int | None:
         """Index of the newest row at or before `t`, or None."""
         index = bisect_left(self.times, t, self.head)

@@ -1,8 +1,11 @@
 """Trigger metadata, the metric names we give KEDA, and each trigger's evaluation with its memory.
 
-A trigger remembers when it last saw data, so that data which went away reads as an error (KEDA's
-`fallback` then holds a safe replica count) and never as a 0 that scales a fleet down. Only a selector
-that has never matched anything answers 0, and during warm-up after start-up not even that.
+Two kinds of trigger: query triggers (kedify-compatible `metricQuery`) and policy triggers
+(`policy: vllm`, a recommended replica count for one pool). A trigger remembers when it last saw
+data, so that data which went away reads as an error (KEDA's `fallback` then holds a safe replica
+count) and never as a 0 that scales a fleet down. Only a selector that has never matched anything
+answers 0, and during warm-up after start-up not even that. A policy pool whose pods vanish after we
+recommended zero was scaled to zero on purpose, and keeps answering 0.
 """
 
 from __future__ import annotations
@@ -11,13 +14,16 @@ import hashlib
 import math
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from scaler.durations import format_duration, parse_duration
 from scaler.errors import InvalidTrigger, QuerySyntaxError, StaleData, WarmingUp
 from scaler.expression import Query, parse_query
+from scaler.policy import Decision, PolicyState, recommend
+from scaler.policy_spec import PolicySpec, parse_policy
 from scaler.query import OPERATIONS, QueryResult, evaluate_query
+from scaler.signals import read_pool
 from scaler.store import Store
 
 PASS_THROUGH_KEYS = frozenset({"scalerAddress", "enableTLS", "unsafeSsl"})
@@ -50,19 +56,39 @@ class QueryTrigger:
     metric_name: str = ""
 
 
-def parse_trigger(metadata: Mapping[str, str]) -> QueryTrigger:
-    """Parse scalerMetadata; raise InvalidTrigger naming the key at fault."""
-    return _parse_cached(tuple(sorted(metadata.items())))
+Trigger = QueryTrigger | PolicySpec
+
+
+def parse_trigger(metadata: Mapping[str, str], namespace: str = "") -> Trigger:
+    """Parse scalerMetadata; raise InvalidTrigger naming the key at fault.
+
+    `namespace` is the ScaledObject's, the default pool namespace of a policy trigger.
+    """
+    return _parse_cached(tuple(sorted(metadata.items())), namespace)
 
 
 @lru_cache(maxsize=4096)
-def _parse_cached(items: tuple[tuple[str, str], ...]) -> QueryTrigger:
+def _parse_cached(items: tuple[tuple[str, str], ...], namespace: str) -> Trigger:
     metadata = {k: v for k, v in items if not is_pass_through(k)}
+    if "policy" in metadata:
+        spec = parse_policy(metadata, namespace)
+        slug = _slug(f"vllm-{spec.phase}-{spec.pool}")
+        return _with_name(spec, f"{slug}-{_digest(metadata, namespace)}")
+    return _parse_query_trigger(metadata)
+
+
+def _with_name(spec: PolicySpec, name: str) -> PolicySpec:
+    return replace(spec, metric_name=name)
+
+
+def _parse_query_trigger(metadata: Mapping[str, str]) -> QueryTrigger:
     unknown = sorted(set(metadata) - set(QUERY_KEYS))
     if unknown:
-        raise InvalidTrigger(f"unknown metadata key {unknown[0]!r}; known keys: {', '.join(QUERY_KEYS)}")
+        raise InvalidTrigger(
+            f"unknown metadata key {unknown[0]!r}; known keys: {', '.join(QUERY_KEYS)} (or policy: vllm)"
+        )
     if "metricQuery" not in metadata:
-        raise InvalidTrigger("metadata key 'metricQuery' is required")
+        raise InvalidTrigger("metadata key 'metricQuery' is required (or 'policy: vllm')")
     try:
         query = parse_query(metadata["metricQuery"])
     except QuerySyntaxError as exc:
@@ -83,16 +109,8 @@ def _parse_cached(items: tuple[tuple[str, str], ...]) -> QueryTrigger:
     if target <= 0:
         raise InvalidTrigger(f"targetValue: must be greater than 0, got {metadata['targetValue']!r}")
     activation = _number(metadata, "activationThreshold") or 0.0
-    return QueryTrigger(
-        query,
-        target,
-        operation,
-        window,
-        clamp_min,
-        clamp_max,
-        activation,
-        metric_name_for(query, metadata),
-    )
+    name = f"{_slug(query.selector.name)}-{_digest(metadata, '')}"
+    return QueryTrigger(query, target, operation, window, clamp_min, clamp_max, activation, name)
 
 
 def _number(metadata: Mapping[str, str], key: str) -> float | None:
@@ -117,18 +135,47 @@ def _duration(metadata: Mapping[str, str], key: str) -> float:
     return value
 
 
-def metric_name_for(query: Query, metadata: Mapping[str, str]) -> str:
-    """A deterministic, lowercase, Kubernetes-safe name: the metric's name plus a hash of the metadata."""
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48].strip("-") or "metric"
+
+
+def _digest(metadata: Mapping[str, str], namespace: str) -> str:
     canonical = "\n".join(f"{k}={v}" for k, v in sorted(metadata.items()) if not is_pass_through(k))
-    digest = hashlib.sha256(canonical.encode()).hexdigest()[:10]
-    slug = re.sub(r"[^a-z0-9]+", "-", query.selector.name.lower()).strip("-")[:48].strip("-")
-    return f"{slug or 'metric'}-{digest}"
+    return hashlib.sha256(f"{namespace}\n{canonical}".encode()).hexdigest()[:10]
 
 
 def metric_name_matches(asked: str, ours: str) -> bool:
     """KEDA and the HPA may lowercase the name, and may keep KEDA's `s<N>-` prefix."""
     asked = asked.lower()
-    return asked == ours or (asked.endswith("-" + ours) and re.fullmatch(r"s\d+", asked[: -len(ours) - 1]) is not None)
+    if asked == ours:
+        return True
+    prefix = asked[: -len(ours) - 1]
+    return asked.endswith("-" + ours) and re.fullmatch(r"s\d+", prefix) is not None
+
+
+def answer_query(
+    store: Store,
+    query: Query,
+    operation: str,
+    window: float,
+    now: float,
+    stale_after: float,
+    seen: float | None,
+    warmup_until: float,
+) -> tuple[float, QueryResult | None, float | None]:
+    """A query's value under the no-data rules; also returns when data was last seen (the memory)."""
+    result = evaluate_query(store, query, operation, window, now, stale_after)
+    if result is not None:
+        if result.newest_sample_age is not None:
+            seen = now - result.newest_sample_age
+        return result.value, result, seen
+    if seen is not None:
+        age = format_duration(round(now - seen, 1))
+        raise StaleData(f"no data for {query} any more: its series expired; last sample {age} ago")
+    if now < warmup_until:
+        left = format_duration(round(warmup_until - now, 1))
+        raise WarmingUp(f"warming up: no data yet for {query}; answering in {left} at most")
+    return 0.0, None, seen
 
 
 # -- evaluation with memory ------------------------------------------------------------------------
@@ -144,21 +191,25 @@ class TriggerKey:
 @dataclass(slots=True)
 class TriggerState:
     key: TriggerKey
-    spec: QueryTrigger
+    spec: Trigger
     last_asked: float
     last_data: float | None = None  # receive time of the newest sample it has seen
     value: float | None = None
     active: bool = False
     error: str | None = None
     result: QueryResult | None = field(default=None, repr=False)
+    policy: PolicyState = field(default_factory=PolicyState)
+    activation_seen: float | None = None
+    decision: Decision | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Evaluation:
     value: float
     active: bool
-    spec: QueryTrigger
-    result: QueryResult | None  # None when the selector has never matched
+    spec: Trigger
+    result: QueryResult | None = None  # query triggers; None when the selector has never matched
+    decision: Decision | None = None  # policy triggers
 
 
 class Triggers:
@@ -171,42 +222,70 @@ class Triggers:
         self._states: dict[TriggerKey, TriggerState] = {}
 
     def evaluate(self, namespace: str, name: str, metadata: Mapping[str, str], now: float) -> Evaluation:
-        spec = parse_trigger(metadata)
+        spec = parse_trigger(metadata, namespace)
         key = TriggerKey(namespace, name, spec.metric_name)
         state = self._states.get(key)
         if state is None:
             state = self._states[key] = TriggerState(key, spec, now)
         state.last_asked = now
         try:
-            evaluation = self._evaluate(spec, state, now)
+            if isinstance(spec, PolicySpec):
+                evaluation = self._evaluate_policy(spec, state, now)
+            else:
+                evaluation = self._evaluate_query(spec, state, now)
         except StaleData as exc:
             state.error, state.value, state.active = str(exc), None, False
             raise
         state.error, state.value, state.active = None, evaluation.value, evaluation.active
-        state.result = evaluation.result
+        state.result, state.decision = evaluation.result, evaluation.decision
         return evaluation
 
-    def _evaluate(self, spec: QueryTrigger, state: TriggerState, now: float) -> Evaluation:
+    def _evaluate_query(self, spec: QueryTrigger, state: TriggerState, now: float) -> Evaluation:
         window = spec.window if spec.window is not None else self.store.retention
-        result = evaluate_query(self.store, spec.query, spec.operation, window, now, self.stale_after)
-        if result is None:
-            if state.last_data is not None:
-                raise StaleData(
-                    f"no data for {spec.query} any more: its series expired; last sample "
-                    f"{format_duration(round(now - state.last_data, 1))} ago"
-                )
-            if now < self.warmup_until:
-                raise WarmingUp(
-                    f"warming up: no data yet for {spec.query}; answering in "
-                    f"{format_duration(round(self.warmup_until - now, 1))} at most"
-                )
-            value = 0.0
-        else:
-            if result.newest_sample_age is not None:
-                state.last_data = now - result.newest_sample_age
-            value = result.value
+        value, result, state.last_data = answer_query(
+            self.store, spec.query, spec.operation, window, now, self.stale_after, state.last_data, self.warmup_until
+        )
         value = clamp(value, spec.clamp_min, spec.clamp_max)
-        return Evaluation(value, value > spec.activation_threshold, spec, result)
+        return Evaluation(value, value > spec.activation_threshold, spec, result=result)
+
+    def _evaluate_policy(self, spec: PolicySpec, state: TriggerState, now: float) -> Evaluation:
+        stable = read_pool(self.store, spec.selector, now, spec.stable_window, self.stale_after)
+        panic = read_pool(self.store, spec.selector, now, spec.panic_window, self.stale_after)
+        activation_value = None
+        if spec.activation is not None:
+            activation = spec.activation
+            activation_value, _, state.activation_seen = answer_query(
+                self.store,
+                activation.query,
+                activation.operation,
+                spec.panic_window,
+                now,
+                self.stale_after,
+                state.activation_seen,
+                self.warmup_until,
+            )
+        if stable.pods:
+            state.last_data = now - min(p.age for p in stable.pods.values())
+        else:
+            self._check_quiet_pool(spec, state, stable.newest_age, now)
+        decision, state.policy = recommend(spec, state.policy, stable, panic, now, activation_value)
+        return Evaluation(float(decision.replicas), decision.active, spec, decision=decision)
+
+    def _check_quiet_pool(self, spec: PolicySpec, state: TriggerState, newest_age: float | None, now: float) -> None:
+        """No pod reports: fine if we never saw the pool (after warm-up) or recommended zero last."""
+        seen_replicas = state.policy.seen_replicas
+        if state.last_data is None and newest_age is None:
+            if now < self.warmup_until and spec.activation is None:
+                left = format_duration(round(self.warmup_until - now, 1))
+                raise WarmingUp(f"warming up: no pod of pool {spec.pool} has reported yet; answering in {left}")
+            return
+        if seen_replicas == 0:
+            return
+        age = newest_age if newest_age is not None else now - (state.last_data or now)
+        raise StaleData(
+            f"pool {spec.pool}: no pod has reported for {format_duration(round(age, 1))} "
+            f"while {seen_replicas} replicas were recommended"
+        )
 
     def expire(self, now: float, idle: float = IDLE_EXPIRY) -> int:
         gone = [k for k, s in self._states.items() if now - s.last_asked > idle]

@@ -42,9 +42,7 @@ class PodMetrics:
     resource: Attributes
     gauges: dict[str, list[tuple[Attributes, float]]] = field(default_factory=dict)
     counters: dict[str, list[tuple[Attributes, float]]] = field(default_factory=dict)
-    histograms: dict[str, list[tuple[Attributes, Sequence[float], Sequence[int], float]]] = field(
-        default_factory=dict
-    )
+    histograms: dict[str, list[tuple[Attributes, Sequence[float], Sequence[int], float]]] = field(default_factory=dict)
 
     def gauge(self, name: str, value: float, attributes: Attributes | None = None) -> PodMetrics:
         self.gauges.setdefault(name, []).append((attributes or {}, value))

@@ -1,0 +1,145 @@
+"""Per-pod vLLM signals for one pool over one window, read from the store.
+
+Engines (the `engine` label, several per pod under data parallelism) are summed within a pod, except
+KV-cache usage, which takes the fullest engine. Gauges give the window's mean and peak; counters a
+per-second rate; latency histograms their bucket increases, merged over the pool for quantiles.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from scaler.expression import Selector
+from scaler.histograms import merge, quantile
+from scaler.otlp import Kind
+from scaler.series import Series
+from scaler.store import Store
+
+RUNNING = "vllm:num_requests_running"
+WAITING = "vllm:num_requests_waiting"
+KV = "vllm:kv_cache_usage_perc"
+PROMPT_TOKENS = "vllm:prompt_tokens"
+GENERATION_TOKENS = "vllm:generation_tokens"
+PREEMPTIONS = "vllm:num_preemptions"
+TTFT = "vllm:time_to_first_token_seconds"
+ITL = "vllm:inter_token_latency_seconds"
+POOL_METRICS = (RUNNING, WAITING, KV, PROMPT_TOKENS, GENERATION_TOKENS, PREEMPTIONS, TTFT, ITL)
+
+
+@dataclass(slots=True)
+class PodSignals:
+    """One pod's inputs over a window; None where the pod does not report the metric."""
+
+    pod: str
+    running: float | None = None
+    running_peak: float | None = None
+    waiting: float | None = None
+    waiting_peak: float | None = None
+    kv: float | None = None
+    kv_peak: float | None = None
+    prompt_rate: float | None = None
+    generation_rate: float | None = None
+    preemption_rate: float | None = None
+    requests_rate: float | None = None  # first tokens per second (TTFT observations)
+    age: float = math.inf  # seconds since the pod's newest sample
+
+
+@dataclass(slots=True)
+class Latency:
+    """Merged bucket increases of one latency histogram over the pool."""
+
+    bounds: tuple[float, ...] = ()
+    counts: list[float] = field(default_factory=list)
+
+    def add(self, series: Series, deltas: list[float]) -> None:
+        buckets = deltas[2:]
+        if not buckets:
+            return
+        if not self.counts:
+            self.bounds, self.counts = series.bounds, [0.0] * len(buckets)
+        if series.bounds == self.bounds:
+            merge(self.counts, buckets)
+
+    def quantile(self, q: float) -> float | None:
+        return quantile(q, self.bounds, self.counts)
+
+    @property
+    def observations(self) -> float:
+        return sum(self.counts)
+
+
+@dataclass(slots=True)
+class PoolWindow:
+    """Everything the policy reads about one pool over one window."""
+
+    window: float
+    pods: dict[str, PodSignals] = field(default_factory=dict)
+    ttft: Latency = field(default_factory=Latency)
+    itl: Latency = field(default_factory=Latency)
+    matched_series: int = 0  # fresh or stale: tells "never seen" from "gone quiet"
+    newest_age: float | None = None
+
+    def total(self, name: str) -> float:
+        return math.fsum(v for p in self.pods.values() if (v := getattr(p, name)) is not None)
+
+    def reporting(self, name: str) -> list[PodSignals]:
+        return [p for p in self.pods.values() if getattr(p, name) is not None]
+
+
+def read_pool(store: Store, selector: Selector, now: float, window: float, stale_after: float) -> PoolWindow:
+    """Collect a pool's per-pod signals over [now - window, now] from its fresh series."""
+    since = now - window
+    pool = PoolWindow(window)
+    for name in POOL_METRICS:
+        for series in _matching(store.series_named(name), selector):
+            pool.matched_series += 1
+            if series.has_data():
+                age = now - series.last_time()
+                pool.newest_age = age if pool.newest_age is None else min(pool.newest_age, age)
+            if not series.is_fresh(now, stale_after):
+                continue
+            pod = pool.pods.get(series.pod) or pool.pods.setdefault(series.pod, PodSignals(series.pod))
+            pod.age = min(pod.age, now - series.last_time())
+            _read_series(pool, pod, name, series, since)
+    return pool
+
+
+def _matching(candidates: Iterable[Series], selector: Selector) -> Iterable[Series]:
+    return (s for s in candidates if selector.matches(s.label_map))
+
+
+def _read_series(pool: PoolWindow, pod: PodSignals, name: str, series: Series, since: float) -> None:
+    if series.kind is Kind.HISTOGRAM:
+        span = series.delta_since(since)
+        if span is None:
+            return
+        deltas, seconds = span
+        if name == TTFT:
+            pool.ttft.add(series, deltas)
+            if seconds > 0:
+                pod.requests_rate = (pod.requests_rate or 0.0) + deltas[0] / seconds
+        elif name == ITL:
+            pool.itl.add(series, deltas)
+        return
+    if series.kind is Kind.COUNTER:
+        span = series.delta_since(since)
+        if span is None or span[1] <= 0:
+            return
+        rate = span[0][0] / span[1]
+        attr = {PROMPT_TOKENS: "prompt_rate", GENERATION_TOKENS: "generation_rate", PREEMPTIONS: "preemption_rate"}
+        if name in attr:
+            setattr(pod, attr[name], (getattr(pod, attr[name]) or 0.0) + rate)
+        return
+    values = series.column(0, since) or [series.last()]
+    mean, peak = math.fsum(values) / len(values), max(values)
+    if name == KV:
+        pod.kv = max(pod.kv or 0.0, mean)
+        pod.kv_peak = max(pod.kv_peak or 0.0, peak)
+    elif name == RUNNING:
+        pod.running = (pod.running or 0.0) + mean
+        pod.running_peak = (pod.running_peak or 0.0) + peak
+    elif name == WAITING:
+        pod.waiting = (pod.waiting or 0.0) + mean
+        pod.waiting_peak = (pod.waiting_peak or 0.0) + peak
