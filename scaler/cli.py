@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from scaler import __version__
 from scaler.app import serve
+from scaler.explain_text import explain_main
 from scaler.logs import configure_logging
 from scaler.settings import SettingsError, add_arguments, settings_from
 
@@ -20,6 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve_parser = commands.add_parser("serve", help="run the OTLP receivers and the KEDA external scaler")
     add_arguments(serve_parser)
+    explain_parser = commands.add_parser("explain", help="show why each ScaledObject trigger has its value")
+    explain_parser.add_argument("--scaler-url", default="http://127.0.0.1:8080", help="the scaler's ops HTTP URL")
+    explain_parser.add_argument("--namespace", help="only this namespace")
+    explain_parser.add_argument("--name", help="only this ScaledObject")
     return parser
 
 
@@ -36,3 +41,5 @@ def main(argv: Sequence[str] | None = None) -> None:
             asyncio.run(serve(settings))
         except OSError as exc:
             sys.exit(f"keda-llm-scaler serve: error: {exc}")
+    elif args.command == "explain":
+        sys.exit(explain_main(args.scaler_url, args.namespace, args.name))

@@ -1,0 +1,345 @@
+"""Policy triggers with worked numbers: each signal, the windows, panic, caps, cold start, zero."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from scaler.errors import InvalidTrigger, StaleData, WarmingUp
+from scaler.otlp import Kind, Sample
+from scaler.store import Store
+from scaler.triggers import Evaluation, Triggers
+from tests.support.pods import FakePod, feed
+
+BASE = {"policy": "vllm", "deployment": "llama"}
+
+
+def make(warmup_until: float = 0.0) -> tuple[Store, Triggers]:
+    store = Store(retention=300.0, max_series=100_000)
+    return store, Triggers(store, stale_after=5.0, warmup_until=warmup_until)
+
+
+def ask(triggers: Triggers, now: float, **metadata: str) -> Evaluation:
+    return triggers.evaluate("ns", "so", {**BASE, **metadata}, now)
+
+
+def steady(pods: list[FakePod], seconds: float = 60.0) -> tuple[Triggers, float]:
+    store, triggers = make()
+    return triggers, feed(store, pods, 0.0, seconds)
+
+
+def test_decode_kv_pressure_worked_example() -> None:
+    triggers, now = steady([FakePod(f"p{i}", kv=0.93) for i in range(4)])
+    answer = ask(triggers, now, phase="decode")
+    assert answer.decision is not None
+    kv = next(s for s in answer.decision.stable.signals if s.name == "kv")
+    assert kv.replicas == pytest.approx(4 * 0.93 / 0.8)  # 4.65
+    assert answer.value == 5.0 and answer.active
+    assert answer.decision.reason == "decode: kv 0.93 > 0.80 on 4 pods -> 5"
+
+
+def test_decode_running_per_pod_and_engines_summed_within_a_pod() -> None:
+    # 3 pods x 2 engines x 5 running = 30 running; 30 / 8 per pod = 3.75 -> 4
+    triggers, now = steady([FakePod(f"p{i}", engines=2, running=5, kv=0.1) for i in range(3)])
+    answer = ask(triggers, now, phase="decode", targetRunningPerPod="8")
+    assert answer.decision is not None
+    assert [p.running for p in answer.decision.pods] == [10.0, 10.0, 10.0]
+    assert answer.value == 4.0
+    assert "running 30.0 at 8/pod" in answer.decision.reason
+
+
+def test_decode_token_demand_over_configured_capacity() -> None:
+    # 2 pods x 1500 tok/s = 3000 tok/s over 1000 tok/s per pod -> 3
+    triggers, now = steady([FakePod(f"p{i}", generation_rate=1500, kv=0.1) for i in range(2)])
+    answer = ask(triggers, now, phase="decode", decodeTokensPerSecondPerPod="1000")
+    assert answer.decision is not None
+    figure = next(s for s in answer.decision.stable.signals if s.name == "decode_tokens")
+    assert figure.replicas == pytest.approx(3.0)
+    assert answer.value == 3.0
+
+
+def test_itl_correction_scales_by_observed_over_slo() -> None:
+    # every token at 0.15 s lands in the (0.1, 0.15] bucket; p90 interpolates to 0.145 -> 2 x 1.45 = 2.9 -> 3
+    triggers, now = steady([FakePod(f"p{i}", requests_rate=10, itl=0.15, kv=0.1) for i in range(2)])
+    answer = ask(triggers, now, phase="decode", itlSeconds="0.1")
+    assert answer.decision is not None and answer.decision.itl == pytest.approx(0.145)
+    assert answer.value == 3.0
+    assert "itl p90 145ms > 100ms on 2 pods" in answer.decision.reason
+
+
+def test_itl_correction_is_bounded_by_max_scale_up_rate() -> None:
+    triggers, now = steady([FakePod(f"p{i}", requests_rate=10, itl=2.0) for i in range(2)])
+    answer = ask(triggers, now, phase="decode", itlSeconds="0.05", maxScaleUpRate="1.5")
+    assert answer.value == 3.0  # 2 pods x min(observed/SLO, 1.5)
+
+
+def test_prefill_waiting_over_target() -> None:
+    # 3 pods x 4 waiting = 12 over 5 per pod = 2.4 -> 3
+    triggers, now = steady([FakePod(f"p{i}", waiting=4) for i in range(3)])
+    answer = ask(triggers, now, phase="prefill", prefillTokensPerSecondPerPod="1e9")
+    assert answer.value == 3.0
+    assert answer.decision is not None and answer.decision.reason.startswith("prefill: waiting 12.0 at 5/pod -> 3")
+
+
+def test_prefill_token_demand_includes_draining_the_backlog_within_ttft() -> None:
+    # 2 pods: 4000 prompt tok/s and 4 first tokens/s each -> 1000 tokens per request.
+    # 5 waiting each = 10 prompts = 10000 tokens to drain in 2 s = 5000 tok/s.
+    # (8000 + 5000) / 4000 per pod = 3.25 -> 4
+    pods = [FakePod(f"p{i}", waiting=5, prompt_rate=4000, requests_rate=4) for i in range(2)]
+    triggers, now = steady(pods)
+    answer = ask(triggers, now, phase="prefill", prefillTokensPerSecondPerPod="4000", ttftSeconds="2")
+    assert answer.decision is not None
+    figure = next(s for s in answer.decision.stable.signals if s.name == "prefill_tokens")
+    assert figure.replicas == pytest.approx(3.25, rel=1e-3)
+    assert answer.value == 4.0
+
+
+def test_ttft_correction() -> None:
+    triggers, now = steady([FakePod(f"p{i}", requests_rate=5, ttft=0.9) for i in range(3)])
+    answer = ask(triggers, now, phase="prefill", ttftSeconds="0.5", prefillTokensPerSecondPerPod="1e9")
+    assert answer.decision is not None
+    # 0.9 s lands in (0.75, 1.0]; p90 = 0.975 -> 3 x 1.95 = 5.85 -> 6
+    assert answer.decision.ttft == pytest.approx(0.975)
+    assert answer.value == 6.0
+
+
+def test_unified_takes_the_max_of_both_phases() -> None:
+    pods = [FakePod(f"p{i}", kv=0.4, waiting=9) for i in range(2)]
+    triggers, now = steady(pods)
+    unified = ask(triggers, now)
+    decode = ask(triggers, now, phase="decode")
+    prefill = ask(triggers, now, phase="prefill")
+    assert decode.value == 1.0  # kv 0.8 / 0.8
+    assert prefill.value == 4.0  # waiting 18 / 5 = 3.6
+    assert unified.value == 4.0
+
+
+def test_preemptions_count_as_full_kv() -> None:
+    pods = [FakePod("p0", kv=0.5, preemption_rate=0.2), FakePod("p1", kv=0.5)]
+    triggers, now = steady(pods)
+    answer = ask(triggers, now, phase="decode")
+    assert answer.value == 2.0  # (1.0 + 0.5) / 0.8 = 1.875
+    assert answer.decision is not None and "1 preempting" in answer.decision.reason
+
+
+def test_capacity_is_learned_from_queued_pods_and_said_so() -> None:
+    pods = [FakePod(f"p{i}", waiting=3, generation_rate=800, kv=0.2) for i in range(2)]
+    triggers, now = steady(pods)
+    answer = ask(triggers, now, phase="decode")
+    assert answer.decision is not None
+    assert any("decode capacity learned: 800 tok/s/pod from 2 queued pods" in n for n in answer.decision.notes)
+    figure = next(s for s in answer.decision.stable.signals if s.name == "decode_tokens")
+    assert "(learned)" in figure.detail and figure.replicas == pytest.approx(2.0)
+
+
+def test_capacity_not_learned_is_explained() -> None:
+    triggers, now = steady([FakePod("p0", kv=0.2, generation_rate=100)])
+    answer = ask(triggers, now, phase="decode")
+    assert answer.decision is not None
+    assert "decode capacity not learned yet (no pod has had a queue)" in answer.decision.notes
+    assert all(s.name != "decode_tokens" for s in answer.decision.stable.signals)
+
+
+def test_growth_is_capped_at_max_scale_up_rate() -> None:
+    triggers, now = steady([FakePod(f"p{i}", waiting=50) for i in range(2)])
+    answer = ask(triggers, now, phase="prefill")  # 100 / 5 = 20 wanted
+    assert answer.value == 4.0
+    assert answer.decision is not None and "capped at 2x 2 pods" in answer.decision.reason
+    one = ask(triggers, now, phase="prefill", maxScaleUpRate="1")
+    assert one.value == 3.0  # always at least one more pod
+
+
+def test_panic_uses_the_short_window_and_holds_until_calm_for_a_stable_window() -> None:
+    store, triggers = make()
+    pods = [FakePod(f"p{i}", kv=0.2) for i in range(2)]
+    now = feed(store, pods, 0, 60)
+    assert ask(triggers, now, phase="prefill").value == 0.0
+    for pod in pods:
+        pod.waiting = 12  # 24 waiting / 5 = 4.8 -> 5 >= 2 x 2 pods
+    now = feed(store, pods, 61, 66)
+    burst = ask(triggers, now, phase="prefill", maxScaleUpRate="10")
+    assert burst.decision is not None and burst.decision.in_panic
+    assert burst.value == 5.0  # stable window alone: 6 of 61 samples at 24 -> 2.4 -> 3
+    for pod in pods:
+        pod.waiting = 0
+    now = feed(store, pods, 67, 100)
+    held = ask(triggers, now, phase="prefill", maxScaleUpRate="10")
+    assert held.decision is not None and held.decision.in_panic and held.value == 5.0
+    now = feed(store, pods, 101, 190)
+    calm = ask(triggers, now, phase="prefill", maxScaleUpRate="10")
+    assert calm.decision is not None and not calm.decision.in_panic
+    assert calm.value == 0.0
+
+
+def test_scale_down_only_as_far_as_the_window_peak_fits() -> None:
+    store, triggers = make()
+    pods = [FakePod(f"p{i}") for i in range(4)]
+    now = feed(store, pods, 0, 50)
+    for pod in pods:
+        pod.waiting = 4  # 16 waiting for 5 s: peak 16 / 5 = 3.2 -> 4 pods
+    now = feed(store, pods, 51, 55)
+    for pod in pods:
+        pod.waiting = 0
+    now = feed(store, pods, 56, 60)
+    answer = ask(triggers, now, phase="prefill", panicThreshold="100")
+    assert answer.decision is not None
+    assert answer.decision.stable.demand == pytest.approx(16 * 5 / 61 / 5)  # the mean asks for 1
+    assert answer.value == 4.0 and "peak holds 4" in answer.decision.reason
+
+
+def test_cold_start_does_not_cascade_into_runaway_scale_up() -> None:
+    """Offered load exceeds 2 pods; new pods take 3 minutes to load and report nothing meanwhile."""
+    store, triggers = make()
+    pods = [FakePod(f"p{i}", kv=0.9) for i in range(2)]
+    answers = []
+    for second in range(181):
+        for pod in pods:
+            pod.waiting += 0.5  # the queue keeps growing while capacity is short
+            store.append(pod.samples(float(second)), float(second))
+        if second % 15 == 0:
+            answers.append(ask(triggers, float(second)).value)
+    assert max(answers) == 4.0, answers  # never beyond 2x the pods actually serving
+    assert answers[-1] == 4.0
+
+
+def test_min_and_max_replicas_clamp() -> None:
+    triggers, now = steady([FakePod(f"p{i}", waiting=40) for i in range(4)])
+    assert ask(triggers, now, phase="prefill", maxReplicas="6").value == 6.0
+    idle, idle_now = steady([FakePod("p0")])
+    assert ask(idle, idle_now, minReplicas="2").value == 2.0
+
+
+def test_activation_replicas_sets_is_active() -> None:
+    triggers, now = steady([FakePod("p0", kv=0.7)])
+    assert ask(triggers, now).active  # 1 > 0
+    assert not ask(triggers, now, activationReplicas="1").active
+
+
+def test_scale_from_zero_by_activation_query() -> None:
+    store, triggers = make()
+    meta = {"activationQuery": 'sum(router_pending_requests{pool="llama"})', "minReplicas": "0"}
+    router = (("pool", "llama"), ("service.instance.id", "router-0"))
+    for t in range(10):
+        store.append([Sample("router_pending_requests", router, Kind.GAUGE, 0.0)], float(t))
+    asleep = ask(triggers, 9.0, **meta)
+    assert asleep.value == 0.0 and not asleep.active
+    store.append([Sample("router_pending_requests", router, Kind.GAUGE, 3.0)], 10.0)
+    woken = ask(triggers, 10.0, **meta)
+    assert woken.value == 1.0 and woken.active
+    assert woken.decision is not None and "woken by activation 3 > 0" in woken.decision.reason
+    with_min = ask(triggers, 10.0, **{**meta, "minReplicas": "2"})
+    assert with_min.value == 2.0
+
+
+def test_scale_from_zero_with_a_rate_of_a_router_counter() -> None:
+    store, triggers = make()
+    meta = {
+        "activationQuery": "sum(router_requests_total)",
+        "activationOperationOverTime": "rate",
+        "activationThreshold": "0.5",
+    }
+    router = (("service.instance.id", "router-0"),)
+    for t in range(15):
+        store.append([Sample("router_requests", router, Kind.COUNTER, 10.0)], float(t))
+    assert not ask(triggers, 14.0, **meta).active
+    for t in range(15, 20):
+        store.append([Sample("router_requests", router, Kind.COUNTER, 10.0 + (t - 14) * 2)], float(t))
+    woken = ask(triggers, 19.0, **meta)  # 10 requests over the 6 s panic window
+    assert woken.active and woken.decision is not None
+    assert woken.decision.activation_value == pytest.approx(10 / 6)
+
+
+def test_stale_activation_data_is_an_error() -> None:
+    store, triggers = make()
+    meta = {"activationQuery": "sum(router_pending_requests)"}
+    store.append([Sample("router_pending_requests", (("pod", "r"),), Kind.GAUGE, 1.0)], 0.0)
+    assert ask(triggers, 1.0, **meta).value == 1.0
+    with pytest.raises(StaleData, match="router_pending_requests"):
+        ask(triggers, 30.0, **meta)
+
+
+def test_pool_that_went_quiet_while_serving_is_stale_not_zero() -> None:
+    store, triggers = make()
+    pods = [FakePod(f"p{i}", kv=0.7) for i in range(3)]
+    now = feed(store, pods, 0, 60)
+    assert ask(triggers, now).value == 3.0
+    with pytest.raises(StaleData, match="pool ns/llama: no pod has reported for .* while 3 replicas"):
+        ask(triggers, now + 30)
+    store.sweep(now + 400)  # even after the series are freed
+    with pytest.raises(StaleData):
+        ask(triggers, now + 400)
+
+
+def test_pool_scaled_to_zero_on_our_recommendation_keeps_answering_zero() -> None:
+    store, triggers = make()
+    pods = [FakePod("p0")]
+    now = feed(store, pods, 0, 60)
+    assert ask(triggers, now).value == 0.0
+    assert ask(triggers, now + 30).value == 0.0  # the pod is gone: KEDA removed it on our 0
+
+
+def test_never_seen_pool_warms_up_then_answers_zero() -> None:
+    store, triggers = make(warmup_until=30.0)
+    with pytest.raises(WarmingUp, match="no pod of pool ns/llama"):
+        ask(triggers, 10.0)
+    assert ask(triggers, 31.0).value == 0.0
+
+
+def test_overflow_pool_gets_what_the_primary_cannot_hold() -> None:
+    primary = [FakePod(f"a{i}", deployment="llama", kv=0.9) for i in range(4)]
+    burst = [FakePod("b0", deployment="llama-burst", kv=0.9)]
+    triggers, now = steady(primary + burst)
+    meta = {"deployment": "llama-burst", "overflowOf": "llama", "primaryMaxReplicas": "4"}
+    answer = ask(triggers, now, phase="decode", **meta)
+    # 5 pods x 0.9 / 0.8 = 5.625 -> 6 for the whole pool; the primary holds 4
+    assert answer.value == 2.0 and answer.active
+    assert answer.decision is not None and answer.decision.pool_replicas == 6
+    calm, calm_now = steady([FakePod(f"a{i}", deployment="llama", kv=0.5) for i in range(4)])
+    rest = ask(calm, calm_now, phase="decode", **meta)
+    assert rest.value == 0.0 and not rest.active
+
+
+def test_canary_versions_scale_on_their_own_pods() -> None:
+    v1 = [FakePod(f"v1-{i}", labels={"version": "v1"}, kv=0.4) for i in range(2)]
+    v2 = [FakePod(f"v2-{i}", labels={"version": "v2"}, kv=0.95) for i in range(2)]
+    triggers, now = steady(v1 + v2)
+    first = triggers.evaluate("ns", "llama-v1", {**BASE, "podSelector": 'version="v1"'}, now)
+    second = triggers.evaluate("ns", "llama-v2", {**BASE, "podSelector": 'version="v2"'}, now)
+    assert first.value == 1.0  # 0.8 / 0.8
+    assert second.value == 3.0  # 1.9 / 0.8 = 2.375
+    assert first.spec.metric_name != second.spec.metric_name
+
+
+@pytest.mark.parametrize(
+    ("metadata", "key"),
+    [
+        ({"policy": "vllm"}, "deployment"),
+        ({**BASE, "phase": "both"}, "phase"),
+        ({**BASE, "targetKvCacheUsage": "1.5"}, "targetKvCacheUsage"),
+        ({**BASE, "stableWindow": "5s", "panicWindow": "10s"}, "panicWindow"),
+        ({**BASE, "maxScaleUpRate": "0.5"}, "maxScaleUpRate"),
+        ({**BASE, "minReplicas": "1.5"}, "minReplicas"),
+        ({**BASE, "minReplicas": "3", "maxReplicas": "2"}, "minReplicas"),
+        ({**BASE, "overflowOf": "x"}, "primaryMaxReplicas"),
+        ({**BASE, "activationThreshold": "1"}, "activationQuery"),
+        ({**BASE, "activationQuery": "sum(x{"}, "activationQuery"),
+        ({**BASE, "podSelector": "role=="}, "podSelector"),
+        ({**BASE, "targetValue": "3"}, "targetValue"),
+        ({"policy": "knative", "deployment": "x"}, "policy"),
+    ],
+)
+def test_bad_policy_metadata_names_the_key(metadata: dict[str, str], key: str) -> None:
+    _, triggers = make()
+    with pytest.raises(InvalidTrigger, match=key):
+        triggers.evaluate("ns", "so", metadata, 0.0)
+
+
+def test_policy_metric_name_and_target() -> None:
+    _, triggers = make()
+    store = Store(300.0, 100)
+    feed(store, [FakePod("p0")], 0, 1)
+    answer = Triggers(store, 5.0, 0.0).evaluate("ns", "so", {**BASE, "phase": "decode"}, 1.0)
+    assert answer.spec.target == 1.0
+    assert answer.spec.metric_name.startswith("vllm-decode-ns-llama-")
+    assert math.isfinite(answer.value)
