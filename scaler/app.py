@@ -17,19 +17,22 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
+from scaler.admission import Limits
 from scaler.changes import Changes
 from scaler.externalscaler import externalscaler_pb2
 from scaler.keda_service import KedaService, add_keda_service
 from scaler.ops import ops_app
-from scaler.receivers import Ingest, add_otlp_grpc, otlp_http_app
+from scaler.ratelimit import PushRateLimiter
+from scaler.receivers import Ingest, PushPolicy, add_otlp_grpc, otlp_http_app
 from scaler.selfmetrics import SelfMetrics
-from scaler.settings import Settings
+from scaler.settings import Settings, SettingsError
 from scaler.store import Store
+from scaler.tls import TlsError, TlsFiles
+from scaler.tokens import TokenFile, TokenFileError
 from scaler.triggers import Triggers
 
 logger = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 KEDA_SERVICE = externalscaler_pb2.DESCRIPTOR.services_by_name["ExternalScaler"].full_name
 
 
@@ -42,6 +45,8 @@ class Scaler:
     triggers: Triggers
     registry: CollectorRegistry
     metrics: SelfMetrics
+    tls: TlsFiles | None = None
+    push: PushPolicy = field(default_factory=PushPolicy)
     ports: dict[str, int] = field(default_factory=dict)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -71,18 +76,47 @@ class Scaler:
         logger.info("stopped")
 
 
+def push_policy(settings: Settings) -> PushPolicy:
+    """Who may push and how much, from the settings; a bad token file stops start-up."""
+    try:
+        tokens = TokenFile(settings.otlp_token_file) if settings.otlp_token_file else None
+    except TokenFileError as exc:
+        raise SettingsError(f"--otlp-token-file: {exc}") from None
+    return PushPolicy(
+        tokens=tokens,
+        limits=Limits(settings.max_labels_per_series, settings.max_label_length),
+        max_datapoints=settings.max_datapoints_per_request,
+        limiter=PushRateLimiter(settings.max_push_rate),
+        max_request_bytes=settings.max_request_bytes,
+    )
+
+
+def tls_files(settings: Settings) -> TlsFiles | None:
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    try:
+        return TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+    except TlsError as exc:
+        raise SettingsError(f"--tls-cert/--tls-key: {exc}") from None
+
+
 async def start(settings: Settings, clock: Callable[[], float] = time.monotonic) -> Scaler:
+    """Build and start everything; raise SettingsError for unusable files, OSError for busy ports."""
+    policy = push_policy(settings)
+    tls = tls_files(settings)
     store = Store(settings.retention, settings.max_series)
-    triggers = Triggers(store, settings.stale_after, warmup_until=clock() + settings.warmup)
+    triggers = Triggers(
+        store, settings.stale_after, warmup_until=clock() + settings.warmup, isolate=settings.isolate_namespaces
+    )
     registry = CollectorRegistry()
     metrics = SelfMetrics(registry, store, triggers, clock, settings.stale_after)
-    scaler = Scaler(settings, store, triggers, registry, metrics)
-    ingest = Ingest(store, metrics, clock, scaler._changes)
+    scaler = Scaler(settings, store, triggers, registry, metrics, tls=tls, push=policy)
+    ingest = Ingest(store, metrics, clock, scaler._changes, policy)
 
-    options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+    options = [("grpc.max_receive_message_length", settings.max_request_bytes)]
     otlp_server = grpc.aio.server(options=options)
     add_otlp_grpc(otlp_server, ingest)
-    scaler.ports["otlp-grpc"] = _bind_grpc(otlp_server, settings.host, settings.otlp_grpc_port, "--otlp-grpc-port")
+    scaler.ports["otlp-grpc"] = _bind_grpc(otlp_server, settings.host, settings.otlp_grpc_port, "--otlp-grpc-port", tls)
 
     keda_server = grpc.aio.server()
     add_keda_service(keda_server, KedaService(triggers, metrics, clock, scaler._changes, scaler.stopping))
@@ -90,7 +124,7 @@ async def start(settings: Settings, clock: Callable[[], float] = time.monotonic)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, keda_server)
     service_names = (KEDA_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(service_names, keda_server)
-    scaler.ports["scaler"] = _bind_grpc(keda_server, settings.host, settings.scaler_port, "--scaler-port")
+    scaler.ports["scaler"] = _bind_grpc(keda_server, settings.host, settings.scaler_port, "--scaler-port", tls)
     scaler._health = health_servicer
 
     for server in (otlp_server, keda_server):
@@ -100,13 +134,14 @@ async def start(settings: Settings, clock: Callable[[], float] = time.monotonic)
         await health_servicer.set(status_name, health_pb2.HealthCheckResponse.SERVING)
 
     http_apps = {
-        "otlp-http": (otlp_http_app(ingest, MAX_MESSAGE_BYTES), settings.otlp_http_port),
+        "otlp-http": (otlp_http_app(ingest), settings.otlp_http_port),
         "http": (ops_app(registry, store, triggers, clock, settings.stale_after, scaler.ready), settings.http_port),
     }
     for name, (app, port) in http_apps.items():
+        ssl_context = tls.ssl_context() if tls is not None and name == "otlp-http" else None  # ops stays plain
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        await web.TCPSite(runner, settings.host, port).start()
+        await web.TCPSite(runner, settings.host, port, ssl_context=ssl_context).start()
         scaler._runners.append(runner)
         scaler.ports[name] = runner.addresses[0][1]
 
@@ -123,10 +158,13 @@ async def start(settings: Settings, clock: Callable[[], float] = time.monotonic)
     return scaler
 
 
-def _bind_grpc(server: grpc.aio.Server, host: str, port: int, flag: str) -> int:
+def _bind_grpc(server: grpc.aio.Server, host: str, port: int, flag: str, tls: TlsFiles | None) -> int:
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
-        bound = server.add_insecure_port(address)
+        if tls is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, tls.grpc_credentials())
     except RuntimeError as exc:
         raise OSError(f"{flag}: cannot listen on {address}: {exc}") from exc
     return bound
@@ -142,6 +180,11 @@ async def _housekeeping(scaler: Scaler, clock: Callable[[], float]) -> None:
             freed = scaler.store.sweep(now)
             scaler.metrics.series_freed.inc(freed)
             scaler.triggers.expire(now)
+            if scaler.push.tokens is not None:
+                scaler.push.tokens.refresh()
+            if scaler.tls is not None:
+                scaler.tls.refresh()
+            scaler.push.limiter.forget_idle(now)
         except Exception:
             logger.exception("housekeeping failed")
 

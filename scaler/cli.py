@@ -39,7 +39,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         configure_logging(settings.log_format, settings.log_level)
         try:
             asyncio.run(serve(settings))
+        except SettingsError as exc:
+            parser.exit(2, f"keda-llm-scaler serve: error: {exc}\n")
         except OSError as exc:
-            sys.exit(f"keda-llm-scaler serve: error: {exc}")
+            parser.exit(1, f"keda-llm-scaler serve: error: {exc}\n")
     elif args.command == "explain":
         sys.exit(explain_main(args.scaler_url, args.namespace, args.name))

@@ -6,7 +6,9 @@
     │   ├── QuerySyntaxError    a metricQuery that does not parse
     │   └── InvalidTrigger      scalerMetadata with an unknown key or a bad value
     ├── UnsupportedMediaType    INVALID_ARGUMENT / 415
-    ├── LimitExceeded           RESOURCE_EXHAUSTED / 413
+    ├── LimitExceeded           RESOURCE_EXHAUSTED / 413: a request over a size or count limit
+    │   └── RateLimited         RESOURCE_EXHAUSTED / 429: a sender over its push rate
+    ├── Unauthenticated         UNAUTHENTICATED / 401
     ├── NotFound                NOT_FOUND / 404
     └── StaleData               UNAVAILABLE / 503: answering would mean guessing
         ├── WarmingUp           no data yet, and the scaler has only just started
@@ -52,6 +54,19 @@ class UnsupportedMediaType(ScalerError):
 class LimitExceeded(ScalerError):
     grpc_code = "RESOURCE_EXHAUSTED"
     http_status = 413
+
+
+class RateLimited(LimitExceeded):
+    http_status = 429
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Unauthenticated(ScalerError):
+    grpc_code = "UNAUTHENTICATED"
+    http_status = 401
 
 
 class NotFound(ScalerError):

@@ -73,7 +73,7 @@ class KedaService(pb_grpc.ExternalScalerServicer):
     async def GetMetricSpec(  # noqa: N802
         self, request: pb.ScaledObjectRef, context: Context
     ) -> pb.GetMetricSpecResponse:
-        spec = await self._answer("GetMetricSpec", context, lambda: _spec_of(request))
+        spec = await self._answer("GetMetricSpec", context, lambda: self._spec_of(request))
         metric = pb.MetricSpec(
             metricName=spec.metric_name, targetSize=as_int64(spec.target), targetSizeFloat=spec.target
         )
@@ -82,7 +82,7 @@ class KedaService(pb_grpc.ExternalScalerServicer):
     async def GetMetrics(self, request: pb.GetMetricsRequest, context: Context) -> pb.GetMetricsResponse:  # noqa: N802
         def compute() -> pb.GetMetricsResponse:
             ref = request.scaledObjectRef
-            spec = _spec_of(ref)
+            spec = self._spec_of(ref)
             if request.metricName and not metric_name_matches(request.metricName, spec.metric_name):
                 raise InvalidTrigger(
                     f"metricName {request.metricName!r} is not served by this trigger, whose metric is "
@@ -105,7 +105,7 @@ class KedaService(pb_grpc.ExternalScalerServicer):
         regular polling handles deactivation. On shutdown the stream ends with OK, which resets
         KEDA's reconnect backoff.
         """
-        await self._answer("StreamIsActive", context, lambda: _spec_of(request))
+        await self._answer("StreamIsActive", context, lambda: self._spec_of(request))
         was_active = False
         while not self.stopping.is_set():
             change = self.changes.current()
@@ -130,9 +130,8 @@ class KedaService(pb_grpc.ExternalScalerServicer):
         except StaleData:
             return False
 
-
-def _spec_of(ref: pb.ScaledObjectRef) -> Trigger:
-    return parse_trigger(ref.scalerMetadata, ref.namespace)
+    def _spec_of(self, ref: pb.ScaledObjectRef) -> Trigger:
+        return parse_trigger(ref.scalerMetadata, ref.namespace, self.triggers.isolate)
 
 
 def add_keda_service(server: grpc.aio.Server, service: KedaService) -> None:

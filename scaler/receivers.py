@@ -1,15 +1,18 @@
 """OTLP receivers: the gRPC MetricsService and HTTP `POST /v1/metrics`, two thin callers of one ingest.
 
-Both decode with scaler.otlp, append to the store at the receive time, report refused points through
-OTLP partial success, and wake StreamIsActive waiters.
+Both authenticate the sender (bearer tokens, when configured), apply the request limits, decode with
+scaler.otlp, append to the store at the receive time, report refused points through OTLP partial
+success, and wake StreamIsActive waiters.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -23,11 +26,14 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
 
+from scaler.admission import Limits, count_datapoints, screen
 from scaler.changes import Changes
-from scaler.errors import ScalerError, UnsupportedMediaType
+from scaler.errors import LimitExceeded, RateLimited, ScalerError, Unauthenticated, UnsupportedMediaType
 from scaler.otlp import decode_export_request, read_json, read_protobuf
+from scaler.ratelimit import PushRateLimiter
 from scaler.selfmetrics import SelfMetrics
 from scaler.store import Store
+from scaler.tokens import Principal, TokenFile, authenticate
 
 logger = logging.getLogger(__name__)
 
@@ -35,18 +41,55 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 
 
-class Ingest:
-    """Decode, store and account for one export request."""
+@dataclass
+class PushPolicy:
+    """Who may push, and how much."""
 
-    def __init__(self, store: Store, metrics: SelfMetrics, clock: Callable[[], float], changes: Changes) -> None:
+    tokens: TokenFile | None = None
+    limits: Limits = field(default_factory=Limits)
+    max_datapoints: int = 200_000
+    limiter: PushRateLimiter = field(default_factory=lambda: PushRateLimiter(0))
+    max_request_bytes: int = 16 * 1024 * 1024
+
+
+class Ingest:
+    """Authenticate, limit, decode, store and account for one export request."""
+
+    def __init__(
+        self, store: Store, metrics: SelfMetrics, clock: Callable[[], float], changes: Changes, policy: PushPolicy
+    ) -> None:
         self.store = store
         self.metrics = metrics
         self.clock = clock
         self.changes = changes
+        self.policy = policy
 
-    def __call__(self, request: ExportMetricsServiceRequest, transport: str) -> ExportMetricsServiceResponse:
-        decoded = decode_export_request(request)
-        store_refused = self.store.append(decoded.samples, self.clock())
+    def authenticate(self, authorization: str | None, peer: str) -> Principal:
+        if self.policy.tokens is None:
+            return Principal(f"peer {peer}")
+        principal = authenticate(self.policy.tokens.tokens, authorization)
+        if principal is None:
+            reason = "missing" if not authorization else "unknown"
+            raise Unauthenticated(f"OTLP push refused: {reason} bearer token (--otlp-token-file is set)")
+        return principal
+
+    def __call__(
+        self, request: ExportMetricsServiceRequest, transport: str, principal: Principal
+    ) -> ExportMetricsServiceResponse:
+        points = count_datapoints(request)
+        if points > self.policy.max_datapoints:
+            raise LimitExceeded(
+                f"request has {points} datapoints; --max-datapoints-per-request is {self.policy.max_datapoints}"
+            )
+        now = self.clock()
+        wait = self.policy.limiter.take(principal.name, points, now)
+        if wait > 0:
+            rate = self.policy.limiter.rate
+            raise RateLimited(
+                f"{principal.name} is over --max-push-rate ({rate:g} datapoints/s); retry in {wait:.1f}s", wait
+            )
+        decoded = screen(decode_export_request(request), self.policy.limits, principal.namespace)
+        store_refused = self.store.append(decoded.samples, now)
         refused: Counter[str] = decoded.refused + store_refused
         stored = sum(1 for s in decoded.samples if not s.no_value) - sum(store_refused.values())
         self.metrics.accepted.labels(transport).inc(stored)
@@ -61,6 +104,10 @@ class Ingest:
         )
         return ExportMetricsServiceResponse(partial_success=partial)
 
+    def failed(self, transport: str, exc: ScalerError) -> None:
+        self.metrics.requests_failed.labels(transport, type(exc).__name__).inc()
+        logger.debug("OTLP %s push refused: %s", transport, exc)
+
 
 class OtlpGrpcService(metrics_service_pb2_grpc.MetricsServiceServicer):
     def __init__(self, ingest: Ingest) -> None:
@@ -70,7 +117,14 @@ class OtlpGrpcService(metrics_service_pb2_grpc.MetricsServiceServicer):
         self, request: ExportMetricsServiceRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> ExportMetricsServiceResponse:
         with self.ingest.metrics.rpc_duration.labels("otlp.Export").time():
-            return self.ingest(request, "grpc")
+            try:
+                authorization = dict(context.invocation_metadata() or ()).get("authorization")
+                principal = self.ingest.authenticate(authorization, context.peer())
+                return self.ingest(request, "grpc", principal)
+            except ScalerError as exc:
+                self.ingest.failed("grpc", exc)
+                await context.abort(grpc.StatusCode[exc.grpc_code], str(exc))
+                raise  # abort raises; this line only satisfies the type checker
 
 
 def add_otlp_grpc(server: grpc.aio.Server, ingest: Ingest) -> None:
@@ -80,8 +134,8 @@ def add_otlp_grpc(server: grpc.aio.Server, ingest: Ingest) -> None:
     register(OtlpGrpcService(ingest), server)
 
 
-def otlp_http_app(ingest: Ingest, max_body: int) -> web.Application:
-    app = web.Application(client_max_size=max_body)
+def otlp_http_app(ingest: Ingest) -> web.Application:
+    app = web.Application(client_max_size=ingest.policy.max_request_bytes)
     app.router.add_post("/v1/metrics", _http_handler(ingest))
     return app
 
@@ -91,23 +145,31 @@ def _http_handler(ingest: Ingest) -> Callable[[web.Request], Any]:
         started = time.perf_counter()
         content_type = request.content_type
         try:
+            principal = ingest.authenticate(request.headers.get("Authorization"), request.remote or "unknown")
             if content_type not in (PROTOBUF, JSON):
                 raise UnsupportedMediaType(f"unsupported Content-Type {content_type!r}; use {PROTOBUF} or {JSON}")
-            body = await request.read()
+            body = await _read_body(request, ingest.policy.max_request_bytes)
             parsed = read_protobuf(body) if content_type == PROTOBUF else read_json(body)
-            reply = ingest(parsed, "http")
+            reply = ingest(parsed, "http", principal)
         except ScalerError as exc:
-            ingest.metrics.requests_failed.labels("http", type(exc).__name__).inc()
+            ingest.failed("http", exc)
             status = status_pb2.Status(code=grpc_code_number(exc), message=str(exc))
-            return _encode(status, content_type, exc.http_status)
-        except web.HTTPRequestEntityTooLarge:
-            ingest.metrics.requests_failed.labels("http", "LimitExceeded").inc()
-            raise
+            response = _encode(status, content_type, exc.http_status)
+            if isinstance(exc, RateLimited):
+                response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+            return response
         finally:
             ingest.metrics.rpc_duration.labels("otlp.http").observe(time.perf_counter() - started)
         return _encode(reply, content_type, 200)
 
     return handle
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise LimitExceeded(f"request body is over --max-request-bytes ({limit} bytes, after decompression)") from None
 
 
 def grpc_code_number(exc: ScalerError) -> int:

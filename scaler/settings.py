@@ -8,6 +8,7 @@ start-up with a message naming the flag.
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,20 @@ class Settings:
     log_format: str = "json"
     log_level: str = "info"
     grace: float = 5.0
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    otlp_token_file: str | None = None
+    isolate_namespaces: bool = False
+    max_request_bytes: int = 16 * 1024 * 1024
+    max_datapoints_per_request: int = 200_000
+    max_labels_per_series: int = 64
+    max_label_length: int = 2048
+    max_push_rate: float = 1_000_000.0
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
 
 
 def _port(text: str) -> int:
@@ -65,6 +80,45 @@ def _choice(*options: str) -> Callable[[str], str]:
     return parse
 
 
+def _readable_file(text: str) -> str:
+    path = text.strip()
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        raise ValueError(f"cannot read {path!r}: {exc.strerror or exc}") from None
+    return path
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{text!r} is not a boolean (true or false)")
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "kb": 1000, "mb": 1000**2}
+
+
+def _size(text: str) -> int:
+    match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", text)
+    if not match or match.group(2).lower() not in _SIZE_UNITS:
+        raise ValueError(f"{text!r} is not a size: use bytes or a unit like 512KiB or 16MiB")
+    value = int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+    if value < 1024:
+        raise ValueError(f"must be at least 1KiB, got {text!r}")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"must be a finite number >= 0 (0 turns the limit off), got {text!r}")
+    return value
+
+
 def _host(text: str) -> str:
     if not text.strip():
         raise ValueError("must not be empty")
@@ -85,7 +139,18 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "log-format": (_choice("json", "text"), "log line format"),
     "log-level": (_choice("debug", "info", "warning", "error"), "log level"),
     "grace": (parse_duration, "how long SIGTERM waits for in-flight calls"),
+    "tls-cert": (_readable_file, "PEM certificate: serve TLS on the scaler and both OTLP ports (reloaded on change)"),
+    "tls-key": (_readable_file, "PEM private key for --tls-cert"),
+    "tls-client-ca": (_readable_file, "PEM CA bundle: require client certificates it signed (mTLS)"),
+    "otlp-token-file": (_readable_file, "bearer tokens for OTLP pushes, one per line, each optionally + namespace"),
+    "isolate-namespaces": (_boolean, "a ScaledObject reads only series labelled with its own namespace"),
+    "max-request-bytes": (_size, "largest OTLP request accepted, after decompression"),
+    "max-datapoints-per-request": (_positive_int, "largest OTLP request accepted, in datapoints"),
+    "max-labels-per-series": (_positive_int, "points with more labels (resource + point attributes) are refused"),
+    "max-label-length": (_positive_int, "points with a longer label name or value are refused"),
+    "max-push-rate": (_rate, "datapoints per second per token (per peer without tokens); 0 is unlimited"),
 }
+_BOOLEAN_FLAGS = frozenset({"isolate-namespaces"})
 
 
 def env_name(flag: str) -> str:
@@ -97,7 +162,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, (_, text) in _FLAGS.items():
         default = getattr(defaults, flag.replace("-", "_"))
         shown = "" if flag == "warmup" else f" [default: {default}]"
-        parser.add_argument(f"--{flag}", default=None, metavar="VALUE", help=f"{text}{shown}; env {env_name(flag)}")
+        help_text = f"{text}{shown}; env {env_name(flag)}"
+        if flag in _BOOLEAN_FLAGS:
+            parser.add_argument(f"--{flag}", default=None, nargs="?", const="true", metavar="BOOL", help=help_text)
+        else:
+            parser.add_argument(f"--{flag}", default=None, metavar="VALUE", help=help_text)
 
 
 def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
@@ -132,6 +201,10 @@ def _check(settings: Settings) -> None:
         raise SettingsError("--warmup: must not be negative")
     if settings.grace < 0:
         raise SettingsError("--grace: must not be negative")
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise SettingsError("--tls-cert and --tls-key go together: set both or neither")
+    if settings.tls_client_ca is not None and settings.tls_cert is None:
+        raise SettingsError("--tls-client-ca needs --tls-cert and --tls-key: client certificates need TLS")
     ports = [settings.otlp_grpc_port, settings.otlp_http_port, settings.scaler_port, settings.http_port]
     fixed = [p for p in ports if p]
     if len(fixed) != len(set(fixed)):

@@ -19,7 +19,7 @@ from functools import lru_cache
 
 from scaler.durations import format_duration, parse_duration
 from scaler.errors import InvalidTrigger, QuerySyntaxError, StaleData, WarmingUp
-from scaler.expression import Query, parse_query
+from scaler.expression import Matcher, Query, parse_query
 from scaler.policy import Decision, PolicyState, recommend
 from scaler.policy_spec import PolicySpec, parse_policy
 from scaler.query import OPERATIONS, QueryResult, evaluate_query
@@ -59,26 +59,39 @@ class QueryTrigger:
 Trigger = QueryTrigger | PolicySpec
 
 
-def parse_trigger(metadata: Mapping[str, str], namespace: str = "") -> Trigger:
+def parse_trigger(metadata: Mapping[str, str], namespace: str = "", isolate: bool = False) -> Trigger:
     """Parse scalerMetadata; raise InvalidTrigger naming the key at fault.
 
-    `namespace` is the ScaledObject's, the default pool namespace of a policy trigger.
+    `namespace` is the ScaledObject's, the default pool namespace of a policy trigger. With
+    `isolate`, every selector is confined to that namespace, whatever the metadata says.
     """
-    return _parse_cached(tuple(sorted(metadata.items())), namespace)
+    return _parse_cached(tuple(sorted(metadata.items())), namespace, isolate)
 
 
 @lru_cache(maxsize=4096)
-def _parse_cached(items: tuple[tuple[str, str], ...], namespace: str) -> Trigger:
+def _parse_cached(items: tuple[tuple[str, str], ...], namespace: str, isolate: bool) -> Trigger:
     metadata = {k: v for k, v in items if not is_pass_through(k)}
     if "policy" in metadata:
+        if isolate and metadata.get("namespace", namespace) != namespace:
+            raise InvalidTrigger(
+                f"namespace: {metadata['namespace']!r} is not this ScaledObject's namespace {namespace!r}, "
+                "and the scaler isolates namespaces"
+            )
         spec = parse_policy(metadata, namespace)
-        slug = _slug(f"vllm-{spec.phase}-{spec.pool}")
-        return _with_name(spec, f"{slug}-{_digest(metadata, namespace)}")
-    return _parse_query_trigger(metadata)
+        name = f"{_slug(f'vllm-{spec.phase}-{spec.pool}')}-{_digest(metadata, namespace)}"
+        spec = replace(spec, metric_name=name)
+        if isolate and spec.activation is not None:
+            query = confine(spec.activation.query, namespace)
+            spec = replace(spec, activation=replace(spec.activation, query=query))
+        return spec
+    trigger = _parse_query_trigger(metadata)
+    return replace(trigger, query=confine(trigger.query, namespace)) if isolate else trigger
 
 
-def _with_name(spec: PolicySpec, name: str) -> PolicySpec:
-    return replace(spec, metric_name=name)
+def confine(query: Query, namespace: str) -> Query:
+    """The query restricted to series labelled with `namespace` (or k8s.namespace.name)."""
+    matchers = (*query.selector.matchers, Matcher("namespace", "=", namespace))
+    return replace(query, selector=replace(query.selector, matchers=matchers))
 
 
 def _parse_query_trigger(metadata: Mapping[str, str]) -> QueryTrigger:
@@ -215,14 +228,15 @@ class Evaluation:
 class Triggers:
     """Evaluates triggers for the KEDA service and keeps what /debug and /metrics show about them."""
 
-    def __init__(self, store: Store, stale_after: float, warmup_until: float) -> None:
+    def __init__(self, store: Store, stale_after: float, warmup_until: float, isolate: bool = False) -> None:
         self.store = store
         self.stale_after = stale_after
         self.warmup_until = warmup_until
+        self.isolate = isolate
         self._states: dict[TriggerKey, TriggerState] = {}
 
     def evaluate(self, namespace: str, name: str, metadata: Mapping[str, str], now: float) -> Evaluation:
-        spec = parse_trigger(metadata, namespace)
+        spec = parse_trigger(metadata, namespace, self.isolate)
         key = TriggerKey(namespace, name, spec.metric_name)
         state = self._states.get(key)
         if state is None:

@@ -3,6 +3,11 @@
 The SDK refuses `:` in instrument names, but a collector's prometheus receiver forwards `vllm:...`
 names unchanged. So we build the SDK's `MetricsData` ourselves and hand it to the real
 `OTLPMetricExporter` (gRPC or HTTP): the wire then carries exactly what a sidecar sends.
+
+A simulated pod's `PodSnapshot` becomes `PodMetrics` in one place (`pod_metrics`). From there the
+same `MetricsData` goes to an exporter (`push`), or, for a virtual-time replay without sockets,
+through the SDK's own encoder into an `ExportMetricsServiceRequest` (`export_request`) and the
+scaler's decoder into samples (`snapshot_samples`).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from grpc import Compression as GrpcCompression
+from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
 from opentelemetry.exporter.otlp.proto.http import Compression as HttpCompression
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpExporter
@@ -28,11 +34,17 @@ from opentelemetry.sdk.metrics.export import (
     ScopeMetrics,
     Sum,
 )
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from scaler.otlp import Sample, decode_export_request
+from scaler.sim.vllm_metrics import MetricNaming, PodSnapshot
+
 Attributes = Mapping[str, str]
 _SCOPE = InstrumentationScope("otelcol/prometheusreceiver", "0.0.0")
+# What a sidecar's prometheus receiver names its scrape target (KServe's job, vLLM's port).
+_SCRAPE_TARGET = {"service.name": "otel-collector", "service.instance.id": "localhost:8080"}
 
 
 @dataclass
@@ -40,6 +52,7 @@ class PodMetrics:
     """One pod's metrics at one instant, to be turned into an OTLP request."""
 
     resource: Attributes
+    start_ns: int | None = None  # when this pod's counters started; None: the request's start time
     gauges: dict[str, list[tuple[Attributes, float]]] = field(default_factory=dict)
     counters: dict[str, list[tuple[Attributes, float]]] = field(default_factory=dict)
     histograms: dict[str, list[tuple[Attributes, Sequence[float], Sequence[int], float]]] = field(default_factory=dict)
@@ -69,6 +82,8 @@ def metrics_data(pods: Sequence[PodMetrics], time_ns: int, start_ns: int) -> Met
 
 
 def _resource_metrics(pod: PodMetrics, time_ns: int, start_ns: int) -> ResourceMetrics:
+    start_ns = pod.start_ns if pod.start_ns is not None else start_ns
+
     def number(attrs: Attributes, value: float) -> NumberDataPoint:
         return NumberDataPoint(dict(attrs), start_ns, time_ns, value)
 
@@ -87,7 +102,8 @@ def _resource_metrics(pod: PodMetrics, time_ns: int, start_ns: int) -> ResourceM
         ]
         metrics.append(Metric(name, None, None, Histogram(data_points, cumulative)))
     scope = ScopeMetrics(_SCOPE, metrics, "")
-    return ResourceMetrics(Resource.create(dict(pod.resource)), [scope], "")
+    # Resource(), not Resource.create(): a sidecar adds no SDK attributes, and create() runs detectors.
+    return ResourceMetrics(Resource(dict(pod.resource)), [scope], "")
 
 
 def make_exporter(protocol: str, endpoint: str, gzip: bool = False, timeout: float = 5.0) -> MetricExporter:
@@ -105,3 +121,36 @@ def make_exporter(protocol: str, endpoint: str, gzip: bool = False, timeout: flo
 def push(exporter: MetricExporter, pods: Sequence[PodMetrics], time_ns: int, start_ns: int) -> bool:
     """Export one request; True on success (the SDK logs and retries transient failures itself)."""
     return exporter.export(metrics_data(pods, time_ns, start_ns)) is MetricExportResult.SUCCESS
+
+
+def pod_metrics(snapshot: PodSnapshot, naming: MetricNaming = MetricNaming()) -> PodMetrics:
+    """A simulated pod's snapshot as a sidecar sends it: k8s resource attributes, vLLM point labels."""
+    resource = {**_SCRAPE_TARGET, **snapshot.resource()}
+    out = PodMetrics(resource, start_ns=int(snapshot.created * 1e9))
+    for family in snapshot.families:
+        name = naming.wire(family.info)
+        for point in family.points:
+            attributes = dict(point.labels)
+            if point.histogram is not None:
+                value = point.histogram
+                out.histogram(name, value.bounds, value.counts, value.total, attributes)
+            elif family.info.kind == "counter":
+                out.counter(name, point.value, attributes)
+            else:
+                out.gauge(name, point.value, attributes)
+    return out
+
+
+def export_request(
+    snapshots: Sequence[PodSnapshot], time_ns: int, naming: MetricNaming = MetricNaming()
+) -> ExportMetricsServiceRequest:
+    """The protobuf request an exporter would send for these pods, encoded by the SDK's own encoder."""
+    pods = [pod_metrics(s, naming) for s in snapshots]
+    return encode_metrics(metrics_data(pods, time_ns, time_ns))
+
+
+def snapshot_samples(
+    snapshots: Sequence[PodSnapshot], time_ns: int, naming: MetricNaming = MetricNaming()
+) -> list[Sample]:
+    """What the scaler's receiver would store for these pods, without a socket in between."""
+    return decode_export_request(export_request(snapshots, time_ns, naming)).samples
