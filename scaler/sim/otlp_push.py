@@ -38,7 +38,9 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from scaler.otlp import Sample, decode_export_request
+from scaler.names import canonical_name
+from scaler.otlp import Histogram as OtlpHistogram
+from scaler.otlp import Kind, Sample, decode_export_request
 from scaler.sim.vllm_metrics import MetricNaming, PodSnapshot
 
 Attributes = Mapping[str, str]
@@ -149,8 +151,36 @@ def export_request(
     return encode_metrics(metrics_data(pods, time_ns, time_ns))
 
 
-def snapshot_samples(
+def decoded_samples(
     snapshots: Sequence[PodSnapshot], time_ns: int, naming: MetricNaming = MetricNaming()
 ) -> list[Sample]:
-    """What the scaler's receiver would store for these pods, without a socket in between."""
+    """What the scaler's receiver stores for these pods: the SDK's encoder, then the scaler's decoder."""
     return decode_export_request(export_request(snapshots, time_ns, naming)).samples
+
+
+def snapshot_samples(snapshots: Sequence[PodSnapshot], naming: MetricNaming = MetricNaming()) -> list[Sample]:
+    """The same samples as `decoded_samples`, built straight from `PodMetrics` for fast virtual replays.
+
+    It skips protobuf (about 30x faster); a unit test holds it equal to `decoded_samples`.
+    """
+    out: list[Sample] = []
+    for snapshot in snapshots:
+        pod = pod_metrics(snapshot, naming)
+        start = (pod.start_ns or 0) / 1e9
+        resource = dict(pod.resource)
+
+        def labels(attributes: Attributes) -> tuple[tuple[str, str], ...]:
+            return tuple(sorted({**resource, **attributes}.items()))
+
+        for name, points in pod.gauges.items():
+            canonical = canonical_name(name)
+            out += [Sample(canonical, labels(a), Kind.GAUGE, v) for a, v in points]  # gauges carry no start
+        for name, points in pod.counters.items():
+            canonical = canonical_name(name)
+            out += [Sample(canonical, labels(a), Kind.COUNTER, v, start) for a, v in points]
+        for name, hist_points in pod.histograms.items():
+            canonical = canonical_name(name)
+            for a, bounds, counts, total in hist_points:
+                value = OtlpHistogram(float(sum(counts)), total, tuple(bounds), tuple(float(c) for c in counts))
+                out.append(Sample(canonical, labels(a), Kind.HISTOGRAM, value.count, start, histogram=value))
+    return out
