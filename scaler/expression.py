@@ -3,6 +3,7 @@
     query    := [agg "("] selector [")"]          agg: sum | avg | min | max | count (default sum)
     selector := name ["{" [matcher ("," matcher)* [","]] "}"]
     matcher  := label ("=" | "!=" | "=~" | "!~") value    value: "double" or 'single' quoted, or bare
+                                                       (escapes \\ \" \' \n \t; others stay as written)
 
 Label names may contain `.`, `/` and `-` (`k8s.pod.name`, `llm-d.ai/role`). Regexes are anchored,
 as in PromQL. A missing label reads as "", so `x="v"` never matches a series without `x`.
@@ -23,6 +24,7 @@ _LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]*")
 _OP = re.compile(r"=~|!~|!=|=")
 _BARE = re.compile(r"[^\s,{}\"'=!~]+")
 _MAX_LENGTH = 4096
+_ESCAPES = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "t": "\t"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +172,9 @@ class _Parser:
         while i < len(self.text):
             char = self.text[i]
             if char == "\\" and i + 1 < len(self.text):
-                out.append(self.text[i + 1])
+                following = self.text[i + 1]
+                # As in PromQL strings; any other escape stays literal, so regexes keep `\.` and `\d`.
+                out.append(_ESCAPES.get(following, "\\" + following))
                 i += 2
                 continue
             if char == quote:

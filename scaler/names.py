@@ -34,7 +34,7 @@ def canonical_name(name: str) -> str:
     """
     if name.startswith("vllm."):
         name = "vllm:" + name[5:]
-    if name.endswith("_total"):
+    if name.endswith("_total") and len(name) > 6:
         name = name[:-6]
     return _RENAMED.get(name, name)
 

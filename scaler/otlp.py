@@ -83,6 +83,8 @@ def read_protobuf(body: bytes) -> ExportMetricsServiceRequest:
 
 def read_json(body: bytes) -> ExportMetricsServiceRequest:
     """Parse an OTLP/JSON metrics request (protobuf JSON mapping, unknown fields ignored)."""
+    if not body.lstrip().startswith(b"{"):
+        raise DecodeError("invalid OTLP JSON payload: the body must be a JSON object")
     request = ExportMetricsServiceRequest()
     try:
         json_format.Parse(body, request, ignore_unknown_fields=True)

@@ -58,7 +58,7 @@ class Store:
                     continue
                 series = self._create(sample, now)
             series.append(sample, now, horizon)
-            if series.pod:
+            if series.pod and not sample.no_value:
                 self._pods[series.pod].last_seen = now
         self.generation += 1
         return refused

@@ -38,7 +38,23 @@ def test_rejects_bare_or_signed_numbers(text: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "   ", "s", "ms", "abc", "30x", "30 s", "5m junk", "junk5m", "1h30", "30sec", "5d", "1e3s", "1,5s", "9" * 400 + "s"],
+    [
+        "",
+        "   ",
+        "s",
+        "ms",
+        "abc",
+        "30x",
+        "30 s",
+        "5m junk",
+        "junk5m",
+        "1h30",
+        "30sec",
+        "5d",
+        "1e3s",
+        "1,5s",
+        "9" * 400 + "s",
+    ],
 )
 def test_rejects_junk_and_empty(text: str) -> None:
     with pytest.raises(ValueError) as info:
@@ -46,7 +62,9 @@ def test_rejects_junk_and_empty(text: str) -> None:
     assert repr(text) in str(info.value)
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(30.0, "30s"), (0.5, "500ms"), (0.0, "0s"), (90.0, "90s"), (0.001, "1ms")])
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(30.0, "30s"), (0.5, "500ms"), (0.0, "0s"), (90.0, "90s"), (0.001, "1ms")]
+)
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
 

@@ -87,3 +87,7 @@ def test_same_pod_name_in_two_namespaces_is_two_pods() -> None:
 )
 def test_label_value_looks_through_aliases(labels: dict[str, str], label: str, value: str) -> None:
     assert label_value(labels, label) == value
+
+
+def test_a_name_that_is_only_the_suffix_is_kept() -> None:
+    assert canonical_name("_total") == "_total"
