@@ -11,6 +11,8 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError as ProtobufDecodeError
@@ -23,6 +25,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     NumberDataPoint,
     SummaryDataPoint,
 )
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from scaler.errors import DecodeError
 from scaler.names import canonical_name
@@ -30,6 +33,16 @@ from scaler.names import canonical_name
 Labels = tuple[tuple[str, str], ...]
 
 _NO_RECORDED_VALUE = 1  # DataPointFlags.DATA_POINT_FLAGS_NO_RECORDED_VALUE_MASK
+# Fields that change at every export, cleared before a point's remains key the label cache.
+_TIMES = ("time_unix_nano", "start_time_unix_nano")
+_NUMBER_VARYING = {
+    "as_double": (*_TIMES, "as_double"),
+    "as_int": (*_TIMES, "as_int"),
+    None: _TIMES,
+}
+_HISTOGRAM_VARYING = (*_TIMES, "count", "sum", "bucket_counts", "min", "max")
+_EXP_HISTOGRAM_VARYING = (*_TIMES, "count", "sum", "zero_count", "positive", "negative", "min", "max")
+_SUMMARY_VARYING = (*_TIMES, "count", "sum", "quantile_values")
 _DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 
 
@@ -93,15 +106,75 @@ def read_json(body: bytes) -> ExportMetricsServiceRequest:
     return request
 
 
-def decode_export_request(request: ExportMetricsServiceRequest) -> Decoded:
-    """Turn an OTLP export request into samples and counts of refused points."""
+def decode_export_request(request: ExportMetricsServiceRequest, cache: LabelCache | None = None) -> Decoded:
+    """Turn an OTLP export request into samples and counts of refused points.
+
+    The request is consumed: each point's fields are cleared once read, so that what remains (its
+    attributes) serializes into a cache key. A long-lived `cache` lets label sets, which collectors
+    resend every interval, be built once instead of once per point.
+    """
+    cache = cache if cache is not None else LabelCache()
     out = Decoded()
     for resource_metrics in request.resource_metrics:
-        resource = attributes_of(resource_metrics.resource.attributes)
+        resource = cache.resource(resource_metrics.resource)
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
                 _decode_metric(metric, resource, out)
+    cache.trim()
     return out
+
+
+class ResourceLabels:
+    """One resource's attributes and the label sets of the points under it, keyed by their attributes."""
+
+    __slots__ = ("attributes", "plain", "_by_key")
+
+    def __init__(self, attributes: dict[str, str]) -> None:
+        self.attributes = attributes
+        self.plain: Labels = tuple(sorted(attributes.items()))
+        self._by_key: dict[bytes, Labels] = {}
+
+    def labels_of(self, point: Any, varying: tuple[str, ...]) -> Labels:
+        """The merged labels of a point whose values have been read; clears its `varying` fields first.
+
+        The key is what remains of the point: its attributes, plus anything rarer (exemplars) that
+        only costs a cache miss. Labels always come from the attributes themselves.
+        """
+        if not point.attributes:
+            return self.plain
+        for name in varying:
+            point.ClearField(name)
+        key = point.SerializeToString()
+        labels = self._by_key.get(key)
+        if labels is None:
+            merged = dict(self.attributes)
+            merged.update(attributes_of(point.attributes))
+            labels = self._by_key[key] = tuple(sorted(merged.items()))
+        return labels
+
+    def __len__(self) -> int:
+        return len(self._by_key) + 1
+
+
+class LabelCache:
+    """Label sets by resource, bounded: past `limit` entries it starts over."""
+
+    def __init__(self, limit: int = 500_000) -> None:
+        self.limit = limit
+        self._resources: dict[bytes, ResourceLabels] = {}
+        self._size = 0
+
+    def resource(self, resource: Resource) -> ResourceLabels:
+        key = resource.SerializeToString()
+        found = self._resources.get(key)
+        if found is None:
+            found = self._resources[key] = ResourceLabels(attributes_of(resource.attributes))
+        return found
+
+    def trim(self) -> None:
+        size = sum(len(r) for r in self._resources.values()) if len(self._resources) > 1000 else 0
+        if size > self.limit or len(self._resources) > self.limit:
+            self._resources.clear()
 
 
 def attributes_of(attributes: Iterable[KeyValue]) -> dict[str, str]:
@@ -127,17 +200,9 @@ def _stringify(value: AnyValue) -> str:
     return ""
 
 
-def _labels(resource: dict[str, str], attributes: Sequence[KeyValue]) -> Labels:
-    if not attributes:
-        return tuple(sorted(resource.items()))
-    merged = dict(resource)
-    merged.update(attributes_of(attributes))
-    return tuple(sorted(merged.items()))
-
-
-def _decode_metric(metric: Metric, resource: dict[str, str], out: Decoded) -> None:
+def _decode_metric(metric: Metric, resource: ResourceLabels, out: Decoded) -> None:
     which = metric.WhichOneof("data")
-    name = canonical_name(metric.name)
+    name = _canonical(metric.name)
     if which == "gauge":
         _decode_numbers(name, metric.gauge.data_points, Kind.GAUGE, False, resource, out)
     elif which == "sum":
@@ -153,8 +218,9 @@ def _decode_metric(metric: Metric, resource: dict[str, str], out: Decoded) -> No
         for exp_point in metric.exponential_histogram.data_points:
             has_sum = exp_point.HasField("sum")
             histogram = Histogram(float(exp_point.count), exp_point.sum if has_sum else math.nan)
-            labels = _labels(resource, exp_point.attributes)
-            _add_histogram(name, labels, exp_point.flags, exp_point.start_time_unix_nano, histogram, delta, out)
+            flags, start = exp_point.flags, exp_point.start_time_unix_nano
+            labels = resource.labels_of(exp_point, _EXP_HISTOGRAM_VARYING)
+            _add_histogram(name, labels, flags, start, histogram, delta, out)
     elif which == "summary":
         for summary_point in metric.summary.data_points:
             _decode_summary(name, summary_point, resource, out)
@@ -167,36 +233,47 @@ def _decode_numbers(
     points: Sequence[NumberDataPoint],
     kind: Kind,
     delta: bool,
-    resource: dict[str, str],
+    resource: ResourceLabels,
     out: Decoded,
 ) -> None:
     for point in points:
-        labels = _labels(resource, point.attributes)
-        if point.flags & _NO_RECORDED_VALUE:
+        flags, start = point.flags, point.start_time_unix_nano
+        which = point.WhichOneof("value")
+        value = point.as_double if which == "as_double" else float(point.as_int)
+        labels = resource.labels_of(point, _NUMBER_VARYING[which])
+        if flags & _NO_RECORDED_VALUE:
             out.samples.append(Sample(name, labels, kind, math.nan, no_value=True))
-            continue
-        value = point.as_double if point.WhichOneof("value") == "as_double" else float(point.as_int)
-        if not math.isfinite(value):
+        elif not math.isfinite(value):
             out.refused["non_finite"] += 1
-            continue
-        out.samples.append(Sample(name, labels, kind, value, point.start_time_unix_nano / 1e9, delta))
+        else:
+            out.samples.append(Sample(name, labels, kind, value, start / 1e9, delta))
 
 
 def _decode_histogram(
-    name: str, point: HistogramDataPoint, delta: bool, resource: dict[str, str], out: Decoded
+    name: str, point: HistogramDataPoint, delta: bool, resource: ResourceLabels, out: Decoded
 ) -> None:
-    bounds = tuple(point.explicit_bounds)
-    buckets = tuple(float(c) for c in point.bucket_counts)
-    if buckets and len(buckets) != len(bounds) + 1:
-        out.refused["malformed_histogram"] += 1
-        return
-    if any(not math.isfinite(b) for b in bounds) or list(bounds) != sorted(bounds):
+    bounds = _bounds(tuple(point.explicit_bounds))
+    buckets = tuple(map(float, point.bucket_counts))
+    if bounds is None or (buckets and len(buckets) != len(bounds) + 1):
         out.refused["malformed_histogram"] += 1
         return
     hist_sum = point.sum if point.HasField("sum") else math.nan
     histogram = Histogram(float(point.count), hist_sum, bounds, buckets)
-    labels = _labels(resource, point.attributes)
-    _add_histogram(name, labels, point.flags, point.start_time_unix_nano, histogram, delta, out)
+    flags, start = point.flags, point.start_time_unix_nano
+    _add_histogram(name, resource.labels_of(point, _HISTOGRAM_VARYING), flags, start, histogram, delta, out)
+
+
+@lru_cache(maxsize=4096)
+def _canonical(name: str) -> str:
+    return canonical_name(name)
+
+
+@lru_cache(maxsize=1024)
+def _bounds(bounds: tuple[float, ...]) -> tuple[float, ...] | None:
+    """Bounds if finite and ascending (checked once per distinct layout), else None."""
+    if any(not math.isfinite(b) for b in bounds) or list(bounds) != sorted(bounds):
+        return None
+    return bounds
 
 
 def _add_histogram(
@@ -210,21 +287,19 @@ def _add_histogram(
         out.samples.append(Sample(name, labels, Kind.HISTOGRAM, histogram.count, start_ns / 1e9, delta, histogram))
 
 
-def _decode_summary(name: str, point: SummaryDataPoint, resource: dict[str, str], out: Decoded) -> None:
-    labels = _labels(resource, point.attributes)
-    if point.flags & _NO_RECORDED_VALUE:
+def _decode_summary(name: str, point: SummaryDataPoint, resource: ResourceLabels, out: Decoded) -> None:
+    quantiles = [(q.quantile, q.value) for q in point.quantile_values]
+    count, total, flags, start_ns = float(point.count), point.sum, point.flags, point.start_time_unix_nano
+    labels = resource.labels_of(point, _SUMMARY_VARYING)
+    if flags & _NO_RECORDED_VALUE:
         out.samples.append(Sample(name, labels, Kind.HISTOGRAM, math.nan, no_value=True))
         return
-    if not math.isfinite(point.sum):
+    if not math.isfinite(total):
         out.refused["non_finite"] += 1
         return
-    start = point.start_time_unix_nano / 1e9
-    out.samples.append(
-        Sample(
-            name, labels, Kind.HISTOGRAM, float(point.count), start, histogram=Histogram(float(point.count), point.sum)
-        )
-    )
-    for quantile in point.quantile_values:
-        if math.isfinite(quantile.value):
-            q_labels = tuple(sorted({**dict(labels), "quantile": repr(quantile.quantile)}.items()))
-            out.samples.append(Sample(name, q_labels, Kind.GAUGE, quantile.value))
+    histogram = Histogram(count, total)
+    out.samples.append(Sample(name, labels, Kind.HISTOGRAM, count, start_ns / 1e9, histogram=histogram))
+    for quantile, value in quantiles:
+        if math.isfinite(value):
+            q_labels = tuple(sorted({**dict(labels), "quantile": repr(quantile)}.items()))
+            out.samples.append(Sample(name, q_labels, Kind.GAUGE, value))

@@ -29,7 +29,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from scaler.admission import Limits, count_datapoints, screen
 from scaler.changes import Changes
 from scaler.errors import LimitExceeded, RateLimited, ScalerError, Unauthenticated, UnsupportedMediaType
-from scaler.otlp import decode_export_request, read_json, read_protobuf
+from scaler.otlp import LabelCache, decode_export_request, read_json, read_protobuf
 from scaler.ratelimit import PushRateLimiter
 from scaler.selfmetrics import SelfMetrics
 from scaler.store import Store
@@ -63,6 +63,7 @@ class Ingest:
         self.clock = clock
         self.changes = changes
         self.policy = policy
+        self.labels = LabelCache()
 
     def authenticate(self, authorization: str | None, peer: str) -> Principal:
         if self.policy.tokens is None:
@@ -88,7 +89,7 @@ class Ingest:
             raise RateLimited(
                 f"{principal.name} is over --max-push-rate ({rate:g} datapoints/s); retry in {wait:.1f}s", wait
             )
-        decoded = screen(decode_export_request(request), self.policy.limits, principal.namespace)
+        decoded = screen(decode_export_request(request, self.labels), self.policy.limits, principal.namespace)
         store_refused = self.store.append(decoded.samples, now)
         refused: Counter[str] = decoded.refused + store_refused
         stored = sum(1 for s in decoded.samples if not s.no_value) - sum(store_refused.values())

@@ -85,6 +85,8 @@ class Series:
             self.offset = [o + last for o, last in zip(self.offset, self.last_raw, strict=True)]
             self.resets += 1
         self.last_raw = raw
+        if not self.resets:
+            return raw  # no reset yet: the offset is all zeros
         return [r + o for r, o in zip(raw, self.offset, strict=True)]
 
     def _is_reset(self, value: float, start: float) -> bool:
