@@ -76,7 +76,7 @@ def preview_query(store: Store, params: Mapping[str, str], now: float, stale_aft
         if isinstance(spec, PolicySpec):
             raise InvalidTrigger("/debug/query evaluates query triggers; see /debug/scaledobjects for policies")
         window = spec.window if spec.window is not None else store.retention
-        result = evaluate_query(store, spec.query, spec.operation, window, now, stale_after)
+        result = evaluate_query(store, spec.query, spec.operation, window, now, stale_after, maintained=False)
     except ScalerError as exc:
         return {"error": str(exc), "code": exc.grpc_code, "http_status": exc.http_status}
     value = result.value if result is not None else 0.0

@@ -1,14 +1,17 @@
 """Evaluating a query trigger against the store at a given time: select, reduce over time, aggregate.
 
-Each matched fresh series is first reduced over the window by `operationOverTime`, then the series
-values are combined by the query's aggregation, then clamped. Histograms answer to `<name>_count`
-and `<name>_sum`, as in the Prometheus exposition of the same metric.
+Each matched fresh series is first reduced by `operationOverTime` over the window that ends at its
+newest sample, then the series values are combined by the query's aggregation. Histograms answer to
+`<name>_count` and `<name>_sum`, as in the Prometheus exposition of the same metric.
+
+Triggers read views (scaler.views) that keep each series' reduced value up to date on ingest;
+`maintained=False` computes the same answer by scanning, for one-off questions such as /debug/query.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from scaler.errors import InsufficientData, StaleData
@@ -16,6 +19,7 @@ from scaler.expression import Query, Selector
 from scaler.otlp import Kind
 from scaler.series import Series
 from scaler.store import Store
+from scaler.views import ViewKey
 
 OPERATIONS = ("last_one", "rate", "count", "avg", "min", "max")
 _HISTOGRAM_COLUMNS = {"_count": 0, "_sum": 1}
@@ -32,23 +36,40 @@ class SeriesValue:
 
 @dataclass(frozen=True, slots=True)
 class QueryResult:
-    value: float  # aggregated and clamped
-    series: tuple[SeriesValue, ...]
+    value: float  # aggregated
+    items: Mapping[Series, float | None]  # each fresh series and its reduced value (live, for a view)
     stale_series: int
     newest_sample_age: float | None  # over all matched series, fresh or not
+    now: float
+
+    @property
+    def series(self) -> tuple[SeriesValue, ...]:
+        """Per-series detail, built only when someone asks (explanations, not KEDA calls)."""
+        return tuple(
+            SeriesValue(s.label_map, s.pod, v, s.sample_count(), self.now - s.last_time())
+            for s, v in list(self.items.items())
+        )
+
+
+def resolve(store: Store, selector: Selector) -> tuple[str, int, bool] | None:
+    """Where a selector's data lives: (series name, row column, histogram?), or None if nowhere yet."""
+    if any(s.kind is not Kind.HISTOGRAM for s in store.select(selector.name, selector)):
+        return selector.name, 0, False
+    for suffix, column in _HISTOGRAM_COLUMNS.items():
+        if selector.name.endswith(suffix):
+            base = selector.name[: -len(suffix)]
+            if any(s.kind is Kind.HISTOGRAM for s in store.select(base, selector)):
+                return base, column, True
+    return None
 
 
 def select(store: Store, selector: Selector) -> tuple[list[Series], int]:
     """The series a selector matches, and the row column to read (1 for a histogram's `_sum`)."""
-    plain = [s for s in store.series_named(selector.name) if s.kind is not Kind.HISTOGRAM]
-    if plain:
-        return [s for s in plain if selector.matches(s.label_map)], 0
-    for suffix, column in _HISTOGRAM_COLUMNS.items():
-        if selector.name.endswith(suffix):
-            base = selector.name[: -len(suffix)]
-            found = [s for s in store.series_named(base) if s.kind is Kind.HISTOGRAM and selector.matches(s.label_map)]
-            return found, column
-    return [], 0
+    found = resolve(store, selector)
+    if found is None:
+        return [], 0
+    name, column, histogram = found
+    return [s for s in store.select(name, selector) if (s.kind is Kind.HISTOGRAM) == histogram], column
 
 
 def reduce_over_time(series: Series, column: int, operation: str, since: float) -> float | None:
@@ -86,34 +107,39 @@ def evaluate_query(
     window: float,
     now: float,
     stale_after: float,
+    maintained: bool = True,
 ) -> QueryResult | None:
     """Evaluate a query; None when it matches no series at all (the caller decides what that means).
 
     Raises StaleData when everything it matches has gone quiet, and InsufficientData when the data is
     fresh but no series has enough samples for the operation.
     """
-    matched, column = select(store, query.selector)
-    if not matched:
+    found = resolve(store, query.selector)
+    if found is None:
         return None
-    since = now - window
-    values: list[SeriesValue] = []
-    stale = 0
-    for series in matched:
-        if not series.is_fresh(now, stale_after):
-            stale += 1
-            continue
-        value = reduce_over_time(series, column, operation, since)
-        if value is not None and not math.isfinite(value):
-            value = None
-        age = now - series.last_time()
-        values.append(SeriesValue(series.label_map, series.pod, value, series.sample_count(), age))
-    newest = min((now - s.last_time() for s in matched if s.has_data()), default=None)
-    if not values:
-        age_text = f"{newest:.1f}s ago" if newest is not None else "before it ended"
-        raise StaleData(f"stale data for {query}: {len(matched)} series matched, none fresh; last sample {age_text}")
-    numbers = [v.value for v in values if v.value is not None]
+    name, column, histogram = found
+    if maintained:
+        key = ViewKey(name, query.selector, column, histogram, operation, window)
+        view = store.view(key, reduce_over_time, now)
+        view.expire(now, stale_after)
+        items: Mapping[Series, float | None] = view.values
+        numbers = list(view.finite.values())
+        stale, newest = len(view.stale), view.newest()
+    else:
+        matched = [s for s in store.select(name, query.selector) if (s.kind is Kind.HISTOGRAM) == histogram]
+        fresh = [s for s in matched if s.is_fresh(now, stale_after)]
+        items = {s: reduce_over_time(s, column, operation, s.last_time() - window) for s in fresh}
+        numbers = [v for v in items.values() if v is not None and math.isfinite(v)]
+        stale = len(matched) - len(fresh)
+        newest = max((s.last_time() for s in matched if s.has_data()), default=None)
+    if not items and not stale:
+        return None
+    newest_age = None if newest is None else now - newest
+    if not items:
+        age_text = f"{newest_age:.1f}s ago" if newest_age is not None else "before it ended"
+        raise StaleData(f"stale data for {query}: {stale} series matched, none fresh; last sample {age_text}")
     if not numbers:
         raise InsufficientData(
-            f"not enough samples for {operation} of {query}: {len(values)} fresh series, none with a value yet"
+            f"not enough samples for {operation} of {query}: {len(items)} fresh series, none with a value yet"
         )
-    return QueryResult(_AGGREGATE[query.aggregation](numbers), tuple(values), stale, newest)
+    return QueryResult(_AGGREGATE[query.aggregation](numbers), items, stale, newest_age, now)

@@ -10,9 +10,11 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from scaler.expression import Selector
 from scaler.names import pod_of
 from scaler.otlp import Labels, Sample
 from scaler.series import Series
+from scaler.views import Reducer, View, ViewKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,9 @@ class Store:
         self._pods: dict[str, _Pod] = {}
         self._count = 0
         self.generation = 0  # bumped on every append, so waiters can tell that data changed
+        self._versions: dict[str, int] = {}  # per name, bumped when its set of series changes
+        self._selections: dict[tuple[str, Selector], tuple[int, list[Series]]] = {}
+        self._views: dict[str, dict[ViewKey, View]] = {}
 
     def __len__(self) -> int:
         return self._count
@@ -58,6 +63,8 @@ class Store:
                     continue
                 series = self._create(sample, now)
             series.append(sample, now, horizon)
+            for view in series.views:
+                view.update(series)
             if series.pod and not sample.no_value:
                 self._pods[series.pod].last_seen = now
         self.generation += 1
@@ -69,12 +76,62 @@ class Store:
         labels = dict(sample.labels)
         series = Series.for_sample(sample, pod_of(labels))
         named[sample.labels] = series
+        self._versions[sample.name] = self._versions.get(sample.name, 0) + 1
+        if old is not None:
+            self._detach(old)
+        for view in self._views.get(sample.name, {}).values():
+            if view.accepts(series):
+                series.views.append(view)
         if old is None:
             self._count += 1
             if series.pod:
                 pod = self._pods.setdefault(series.pod, _Pod(now))
                 pod.series += 1
         return series
+
+    def select(self, name: str, selector: Selector) -> list[Series]:
+        """The series of `name` that `selector` matches; cached until that name's series change."""
+        version = self._versions.get(name, 0)
+        cached = self._selections.get((name, selector))
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        if len(self._selections) > 10_000:
+            self._selections.clear()
+        named = self._by_name.get(name, {})
+        matched = [s for s in named.values() if selector.matches(s.label_map)]
+        self._selections[(name, selector)] = (version, matched)
+        return matched
+
+    def view(self, key: ViewKey, reduce: Reducer, now: float) -> View:
+        """The view for `key`, created (and filled from the series held) on first use."""
+        views = self._views.setdefault(key.name, {})
+        view = views.get(key)
+        if view is None:
+            view = views[key] = View(key, reduce, now)
+            held = [s for s in self._by_name.get(key.name, {}).values() if view.accepts(s)]
+            for series in sorted(held, key=Series.last_time):  # the view keeps update order
+                series.views.append(view)
+                view.update(series)
+        view.last_used = now
+        return view
+
+    def drop_idle_views(self, now: float, idle: float) -> int:
+        dropped = 0
+        for name, views in list(self._views.items()):
+            for key, view in list(views.items()):
+                if now - view.last_used > idle:
+                    del views[key]
+                    dropped += 1
+                    for series in list(view.values) + list(view.stale):
+                        series.views.remove(view)
+            if not views:
+                del self._views[name]
+        return dropped
+
+    def _detach(self, series: Series) -> None:
+        for view in series.views:
+            view.detach(series)
+        series.views.clear()
 
     def series_named(self, name: str) -> Iterator[Series]:
         named = self._by_name.get(name)
@@ -95,6 +152,8 @@ class Store:
                     del named[labels]
                     freed += 1
                     self._release_pod(series.pod)
+                    self._detach(series)
+                    self._versions[name] = self._versions.get(name, 0) + 1
             if not named:
                 del self._by_name[name]
         self._count -= freed

@@ -305,6 +305,7 @@ class Triggers:
         gone = [k for k, s in self._states.items() if now - s.last_asked > idle]
         for key in gone:
             del self._states[key]
+        self.store.drop_idle_views(now, idle)
         return len(gone)
 
     def states(self) -> Iterator[TriggerState]:

@@ -153,9 +153,15 @@ def test_last_one_ignores_the_window(store: Store) -> None:
     assert run(store, 'load{pod="a"}', "last_one", window=0.001, now=35).value == 7.0
 
 
-def test_fresh_series_with_no_rows_in_the_window_is_insufficient(store: Store) -> None:
-    with pytest.raises(InsufficientData, match="avg"):
-        run(store, "load", "avg", window=5, now=40)
+def test_windows_end_at_each_series_newest_sample(store: Store) -> None:
+    # 10 s after the last samples (at 30), a 5 s window still holds each series' newest row
+    assert run(store, "load", "avg", window=5, now=40).value == 11.0
+    assert run(store, "load", "avg", window=10, now=40).value == 12.0  # rows at 20 and 30: 6 + 6
+
+
+def test_rate_needs_two_rows_in_the_window(store: Store) -> None:
+    with pytest.raises(InsufficientData, match="rate"):
+        run(store, "tokens", "rate", window=5, now=35)
 
 
 # -- histograms --------------------------------------------------------------------------------------
