@@ -33,6 +33,7 @@ from scaler.triggers import Triggers
 
 logger = logging.getLogger(__name__)
 
+POLICY_REFRESH = 0.5  # seconds a policy decision is reused for further KEDA calls and stream checks
 KEDA_SERVICE = externalscaler_pb2.DESCRIPTOR.services_by_name["ExternalScaler"].full_name
 
 
@@ -106,7 +107,11 @@ async def start(settings: Settings, clock: Callable[[], float] = time.monotonic)
     tls = tls_files(settings)
     store = Store(settings.retention, settings.max_series)
     triggers = Triggers(
-        store, settings.stale_after, warmup_until=clock() + settings.warmup, isolate=settings.isolate_namespaces
+        store,
+        settings.stale_after,
+        warmup_until=clock() + settings.warmup,
+        isolate=settings.isolate_namespaces,
+        policy_refresh=POLICY_REFRESH,
     )
     registry = CollectorRegistry()
     metrics = SelfMetrics(registry, store, triggers, clock, settings.stale_after)

@@ -21,7 +21,18 @@ import math
 from dataclasses import dataclass, replace
 
 from scaler.policy_spec import PolicySpec
-from scaler.signals import PodSignals, PoolWindow
+from scaler.signals import (
+    GENERATION_TOKENS,
+    ITL,
+    KV,
+    PREEMPTIONS,
+    PROMPT_TOKENS,
+    RUNNING,
+    TTFT,
+    WAITING,
+    PodSignals,
+    PoolWindow,
+)
 
 _LEARN_RATE = 0.3  # weight of a new observation in the learned per-pod capacity
 
@@ -77,6 +88,20 @@ class Decision:
     itl: float | None = None
     activation_value: float | None = None
     pool_replicas: int | None = None  # for an overflow pool: what the whole pool needs
+
+
+def pool_metrics(spec: PolicySpec) -> tuple[str, ...]:
+    """The vLLM metrics this spec's signals read (learning capacity needs the queue and the rates)."""
+    names: list[str] = []
+    if spec.phase in ("decode", "unified"):
+        names += [RUNNING, KV, PREEMPTIONS, GENERATION_TOKENS, WAITING]
+        if spec.itl is not None:
+            names.append(ITL)
+    if spec.phase in ("prefill", "unified"):
+        names += [WAITING, PROMPT_TOKENS]
+        if spec.ttft is not None:
+            names.append(TTFT)
+    return tuple(dict.fromkeys(names))
 
 
 def replicas_for(figure: float) -> int:

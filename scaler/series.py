@@ -8,11 +8,16 @@ never yields a negative rate. Rows live in `array('d')`, 8 bytes a number, to ke
 from __future__ import annotations
 
 import math
+import operator
 from array import array
 from bisect import bisect_left
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from scaler.otlp import Kind, Labels, Sample
+
+if TYPE_CHECKING:
+    from scaler.views import View
 
 _COMPACT_AT = 256  # dropped rows to accumulate before the buffer is compacted
 
@@ -34,6 +39,7 @@ class Series:
     last_start: float = 0.0
     ended: bool = False  # the producer sent a no-recorded-value marker after the last sample
     resets: int = 0
+    views: list[View] = field(default_factory=list, repr=False)  # query views that hold this series
 
     @classmethod
     def for_sample(cls, sample: Sample, pod: str) -> Series:
@@ -149,9 +155,19 @@ class Series:
         last = len(self.times) - 1
         if last <= base:
             return None
-        w = self.width
-        deltas = [self.rows[last * w + c] - self.rows[base * w + c] for c in range(w)]
+        w, rows = self.width, self.rows
+        deltas = list(map(operator.sub, rows[last * w : last * w + w], rows[base * w : base * w + w]))
         return deltas, self.times[last] - self.times[base]
+
+    def mean_and_peak(self, since: float) -> tuple[float, float]:
+        """Mean and max of the first column over rows at or after `since` (the last row if none)."""
+        start = self.first_index(since)
+        # an array slice: summed and compared at C speed
+        values = self.rows[start:] if self.width == 1 else array("d", self.column(0, since))
+        if not values:
+            last = self.last()
+            return last, last
+        return math.fsum(values) / len(values), max(values)
 
     def row_at_or_before(self, t: float) -> int | None:
         """Index of the newest row at or before `t`, or None."""

@@ -8,7 +8,7 @@ per-second rate; latency histograms their bucket increases, merged over the pool
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from scaler.expression import Selector
@@ -88,26 +88,52 @@ class PoolWindow:
         return [p for p in self.pods.values() if getattr(p, name) is not None]
 
 
-def read_pool(store: Store, selector: Selector, now: float, window: float, stale_after: float) -> PoolWindow:
+def read_pool(
+    store: Store,
+    selector: Selector,
+    now: float,
+    window: float,
+    stale_after: float,
+    metrics: Iterable[str] = POOL_METRICS,
+) -> PoolWindow:
     """Collect a pool's per-pod signals over [now - window, now] from its fresh series."""
-    since = now - window
-    pool = PoolWindow(window)
-    for name in POOL_METRICS:
-        for series in _matching(store.series_named(name), selector):
-            pool.matched_series += 1
-            if series.has_data():
-                age = now - series.last_time()
-                pool.newest_age = age if pool.newest_age is None else min(pool.newest_age, age)
-            if not series.is_fresh(now, stale_after):
+    return read_pools(store, selector, now, (window,), stale_after, metrics)[0]
+
+
+def read_pools(
+    store: Store,
+    selector: Selector,
+    now: float,
+    windows: Sequence[float],
+    stale_after: float,
+    metrics: Iterable[str] = POOL_METRICS,
+) -> list[PoolWindow]:
+    """The same pool read over several windows in one pass over its series."""
+    pools = [PoolWindow(w) for w in windows]
+    matched = 0
+    newest: float | None = None
+    for name in metrics:
+        for series in store.select(name, selector):
+            matched += 1
+            if not series.has_data():
                 continue
-            pod = pool.pods.get(series.pod) or pool.pods.setdefault(series.pod, PodSignals(series.pod))
-            pod.age = min(pod.age, now - series.last_time())
-            _read_series(pool, pod, name, series, since)
-    return pool
+            last = series.times[-1]
+            newest = last if newest is None else max(newest, last)
+            if series.ended or now - last > stale_after:
+                continue
+            for pool in pools:
+                pod = pool.pods.get(series.pod)
+                if pod is None:
+                    pod = pool.pods[series.pod] = PodSignals(series.pod)
+                pod.age = min(pod.age, now - last)
+                _read_series(pool, pod, name, series, now - pool.window)
+    for pool in pools:
+        pool.matched_series = matched
+        pool.newest_age = None if newest is None else now - newest
+    return pools
 
 
-def _matching(candidates: Iterable[Series], selector: Selector) -> Iterable[Series]:
-    return (s for s in candidates if selector.matches(s.label_map))
+_RATES = {PROMPT_TOKENS: "prompt_rate", GENERATION_TOKENS: "generation_rate", PREEMPTIONS: "preemption_rate"}
 
 
 def _read_series(pool: PoolWindow, pod: PodSignals, name: str, series: Series, since: float) -> None:
@@ -125,15 +151,12 @@ def _read_series(pool: PoolWindow, pod: PodSignals, name: str, series: Series, s
         return
     if series.kind is Kind.COUNTER:
         span = series.delta_since(since)
-        if span is None or span[1] <= 0:
+        if span is None or span[1] <= 0 or name not in _RATES:
             return
-        rate = span[0][0] / span[1]
-        attr = {PROMPT_TOKENS: "prompt_rate", GENERATION_TOKENS: "generation_rate", PREEMPTIONS: "preemption_rate"}
-        if name in attr:
-            setattr(pod, attr[name], (getattr(pod, attr[name]) or 0.0) + rate)
+        attr = _RATES[name]
+        setattr(pod, attr, (getattr(pod, attr) or 0.0) + span[0][0] / span[1])
         return
-    values = series.column(0, since) or [series.last()]
-    mean, peak = math.fsum(values) / len(values), max(values)
+    mean, peak = series.mean_and_peak(since)
     if name == KV:
         pod.kv = max(pod.kv or 0.0, mean)
         pod.kv_peak = max(pod.kv_peak or 0.0, peak)

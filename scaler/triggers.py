@@ -20,10 +20,10 @@ from functools import lru_cache
 from scaler.durations import format_duration, parse_duration
 from scaler.errors import InvalidTrigger, QuerySyntaxError, StaleData, WarmingUp
 from scaler.expression import Matcher, Query, parse_query
-from scaler.policy import Decision, PolicyState, recommend
+from scaler.policy import Decision, PolicyState, pool_metrics, recommend
 from scaler.policy_spec import PolicySpec, parse_policy
 from scaler.query import OPERATIONS, QueryResult, evaluate_query
-from scaler.signals import read_pool
+from scaler.signals import read_pools
 from scaler.store import Store
 
 PASS_THROUGH_KEYS = frozenset({"scalerAddress", "enableTLS", "unsafeSsl"})
@@ -214,6 +214,7 @@ class TriggerState:
     policy: PolicyState = field(default_factory=PolicyState)
     activation_seen: float | None = None
     decision: Decision | None = field(default=None, repr=False)
+    decided_at: float | None = None  # when the policy decision was last computed
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,11 +229,24 @@ class Evaluation:
 class Triggers:
     """Evaluates triggers for the KEDA service and keeps what /debug and /metrics show about them."""
 
-    def __init__(self, store: Store, stale_after: float, warmup_until: float, isolate: bool = False) -> None:
+    def __init__(
+        self,
+        store: Store,
+        stale_after: float,
+        warmup_until: float,
+        isolate: bool = False,
+        policy_refresh: float = 0.0,
+    ) -> None:
+        """`policy_refresh`: a policy decision younger than this is answered again instead of recomputed.
+
+        Policy decisions rest on 6 s and 60 s windows, so recomputing them for every KEDA call and every
+        StreamIsActive wake-up buys nothing but CPU; query triggers are cheap and always current.
+        """
         self.store = store
         self.stale_after = stale_after
         self.warmup_until = warmup_until
         self.isolate = isolate
+        self.policy_refresh = policy_refresh
         self._states: dict[TriggerKey, TriggerState] = {}
 
     def evaluate(self, namespace: str, name: str, metadata: Mapping[str, str], now: float) -> Evaluation:
@@ -242,6 +256,9 @@ class Triggers:
         if state is None:
             state = self._states[key] = TriggerState(key, spec, now)
         state.last_asked = now
+        if self._recent(state, now):
+            assert state.value is not None
+            return Evaluation(state.value, state.active, spec, decision=state.decision)
         try:
             if isinstance(spec, PolicySpec):
                 evaluation = self._evaluate_policy(spec, state, now)
@@ -254,6 +271,16 @@ class Triggers:
         state.result, state.decision = evaluation.result, evaluation.decision
         return evaluation
 
+    def _recent(self, state: TriggerState, now: float) -> bool:
+        """A decision to reuse; never for a pool at zero, whose wake-up must be answered at once (and is cheap)."""
+        return (
+            state.decision is not None
+            and state.decision.reporting_pods > 0
+            and state.error is None
+            and state.decided_at is not None
+            and 0 <= now - state.decided_at < self.policy_refresh
+        )
+
     def _evaluate_query(self, spec: QueryTrigger, state: TriggerState, now: float) -> Evaluation:
         window = spec.window if spec.window is not None else self.store.retention
         value, result, state.last_data = answer_query(
@@ -263,8 +290,8 @@ class Triggers:
         return Evaluation(value, value > spec.activation_threshold, spec, result=result)
 
     def _evaluate_policy(self, spec: PolicySpec, state: TriggerState, now: float) -> Evaluation:
-        stable = read_pool(self.store, spec.selector, now, spec.stable_window, self.stale_after)
-        panic = read_pool(self.store, spec.selector, now, spec.panic_window, self.stale_after)
+        windows = (spec.stable_window, spec.panic_window)
+        stable, panic = read_pools(self.store, spec.selector, now, windows, self.stale_after, pool_metrics(spec))
         activation_value = None
         if spec.activation is not None:
             activation = spec.activation
@@ -283,6 +310,7 @@ class Triggers:
         else:
             self._check_quiet_pool(spec, state, stable.newest_age, now)
         decision, state.policy = recommend(spec, state.policy, stable, panic, now, activation_value)
+        state.decided_at = now
         return Evaluation(float(decision.replicas), decision.active, spec, decision=decision)
 
     def _check_quiet_pool(self, spec: PolicySpec, state: TriggerState, newest_age: float | None, now: float) -> None:

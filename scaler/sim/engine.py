@@ -146,7 +146,8 @@ class Engine:
             )
         if spec.request_id in self._requests:
             raise RequestRejected(f"request id {spec.request_id!r} is already in flight")
-        self._outbox += self.advance(now)
+        finished = self.advance(now)  # advance() hands over and empties the outbox
+        self._outbox += finished
         remote = spec.kv_transfer_seconds is not None
         ready = now + (spec.kv_transfer_seconds or 0.0)
         req = _Req(spec, now, ready, remote, spec.prompt_tokens)
@@ -156,10 +157,12 @@ class Engine:
             heapq.heappush(self._pending, (ready, self._seq, req))
         else:
             self._waiting.append(req)
+        self._replan_after_this_step()
 
     def abort(self, request_id: str, now: float) -> None:
         """The client went away: free the request's slot and KV at the next step boundary."""
-        self._outbox += self.advance(now)
+        finished = self.advance(now)  # advance() hands over and empties the outbox
+        self._outbox += finished
         req = self._requests.get(request_id)
         if req is None or req.aborted:
             return
@@ -173,6 +176,12 @@ class Engine:
             self._outbox.append(self._finish(req, now, "abort"))
         else:
             self._aborting.append(req)
+        self._replan_after_this_step()
+
+    def _replan_after_this_step(self) -> None:
+        """New work: a run of identical steps in flight stops after the current one."""
+        if self._plan is not None:
+            self._plan.repeat = 1
 
     # -- time -----------------------------------------------------------------------------------
 

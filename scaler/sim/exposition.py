@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from scaler.sim.vllm_metrics import Family, MetricNaming, PodSnapshot
+from scaler.sim.vllm_metrics import DEFAULT_NAMING, Family, MetricNaming, PodSnapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -20,7 +20,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class SnapshotCollector(Collector):
     """Collects whatever `source()` returns at scrape time."""
 
-    def __init__(self, source: Callable[[], PodSnapshot], naming: MetricNaming = MetricNaming()) -> None:
+    def __init__(self, source: Callable[[], PodSnapshot], naming: MetricNaming = DEFAULT_NAMING) -> None:
         self.source = source
         self.naming = MetricNaming(dotted=False, legacy=naming.legacy)  # Prometheus names use `vllm:`
 
@@ -50,12 +50,12 @@ class SnapshotCollector(Collector):
         return metric
 
 
-def registry_for(source: Callable[[], PodSnapshot], naming: MetricNaming = MetricNaming()) -> CollectorRegistry:
+def registry_for(source: Callable[[], PodSnapshot], naming: MetricNaming = DEFAULT_NAMING) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(source, naming))
     return registry
 
 
-def render(snapshot: PodSnapshot, naming: MetricNaming = MetricNaming()) -> bytes:
+def render(snapshot: PodSnapshot, naming: MetricNaming = DEFAULT_NAMING) -> bytes:
     """The Prometheus text page for one snapshot."""
     return generate_latest(registry_for(lambda: snapshot, naming))

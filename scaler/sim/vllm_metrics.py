@@ -109,6 +109,8 @@ class MetricNaming:
         return self.base(info) + suffix
 
 
+DEFAULT_NAMING = MetricNaming()
+
 Labels = tuple[tuple[str, str], ...]
 
 
