@@ -343,3 +343,23 @@ def test_policy_metric_name_and_target() -> None:
     assert answer.spec.target == 1.0
     assert answer.spec.metric_name.startswith("vllm-decode-ns-llama-")
     assert math.isfinite(answer.value)
+
+
+def test_decisions_are_reused_within_the_refresh_but_never_for_a_pool_at_zero() -> None:
+    store = Store(retention=300.0, max_series=1000)
+    triggers = Triggers(store, stale_after=5.0, warmup_until=0.0, policy_refresh=0.5)
+    pods = [FakePod("p0", kv=0.7)]
+    now = feed(store, pods, 0, 10)
+    assert ask(triggers, now, phase="decode").value == 1.0
+    pods[0].kv = 1.0
+    pods.append(FakePod("p1", kv=1.0))
+    store.append(pods[0].samples(now + 0.2) + pods[1].samples(now + 0.2), now + 0.2)
+    assert ask(triggers, now + 0.2, phase="decode").value == 1.0  # reused
+    assert ask(triggers, now + 0.6, phase="decode").value == 3.0  # recomputed: (0.725 + 1.0) / 0.8 = 2.16
+
+    meta = {"activationQuery": "sum(router_pending_requests)"}
+    router = (("service.instance.id", "r"),)
+    store.append([Sample("router_pending_requests", router, Kind.GAUGE, 0.0)], 20.0)
+    assert ask(triggers, 20.0, deployment="empty", **meta).value == 0.0
+    store.append([Sample("router_pending_requests", router, Kind.GAUGE, 2.0)], 20.1)
+    assert ask(triggers, 20.1, deployment="empty", **meta).value == 1.0  # no pods: answered at once
