@@ -183,6 +183,18 @@ class Engine:
         if self._plan is not None:
             self._plan.repeat = 1
 
+    def shutdown(self, now: float) -> list[Finished]:
+        """The pod is going away at `now`: every request ends there as aborted, the step in flight too."""
+        self._outbox += self.advance(now)
+        self._plan = None
+        for req in list(self._requests.values()):
+            self._outbox.append(self._finish(req, now, "abort"))
+        self._waiting.clear()
+        self._pending.clear()
+        self._aborting.clear()
+        done, self._outbox = self._outbox, []
+        return done
+
     # -- time -----------------------------------------------------------------------------------
 
     def advance(self, to: float) -> list[Finished]:

@@ -59,9 +59,11 @@ class SimPod:
         if engine is not None:
             engine.abort(request_id, now)
 
-    def abort_all(self, now: float) -> None:
-        for request_id in list(self._engine_of):
-            self.abort(request_id, now)
+    def shutdown(self, now: float) -> list[Finished]:
+        """The pod stops at `now`: everything in flight ends as aborted."""
+        done = [f for engine in self.engines for f in engine.shutdown(now)]
+        self._engine_of.clear()
+        return done
 
     def advance(self, now: float) -> list[Finished]:
         done: list[Finished] = []

@@ -91,7 +91,7 @@ class PodServer:
 
     async def stop(self) -> None:
         """Abort what is in flight, stop listening, stop pushing."""
-        self.pod.abort_all(self.clock())
+        self._resolve(self.pod.shutdown(self.clock()))
         self._tick()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -117,12 +117,15 @@ class PodServer:
                 await asyncio.wait_for(self._kick.wait(), timeout)
 
     def _tick(self) -> None:
-        for finished in self.pod.advance(self.clock()):
-            waiter = self._done.pop(finished.request_id, None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(finished)
+        self._resolve(self.pod.advance(self.clock()))
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
+
+    def _resolve(self, finished: list[Finished]) -> None:
+        for done in finished:
+            waiter = self._done.pop(done.request_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(done)
 
     # -- OTLP push, as a sidecar collector would ----------------------------------------------------
 

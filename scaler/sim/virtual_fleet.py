@@ -140,8 +140,7 @@ class VirtualFleet:
             self._start_pod(pool, change.name, change.at)
         elif change.phase is Phase.GONE and change.name in self.pods:
             pod = self.pods.pop(change.name)
-            pod.abort_all(change.at)
-            self._settle(pool, pod.advance(change.at))
+            self._settle(pool, pod.shutdown(change.at))
             self._pool_of.pop(change.name, None)
 
     def _route(self, request_id: str, pool: PoolSpec, spec: RequestSpec, now: float) -> None:
