@@ -25,10 +25,23 @@ def build_parser() -> argparse.ArgumentParser:
     explain_parser.add_argument("--scaler-url", default="http://127.0.0.1:8080", help="the scaler's ops HTTP URL")
     explain_parser.add_argument("--namespace", help="only this namespace")
     explain_parser.add_argument("--name", help="only this ScaledObject")
+    for name, text in (
+        ("demo", "the whole loop live on this machine: scaler, simulated P/D fleet, KEDA+HPA emulator, load"),
+        ("evaluate", "replay a traffic trace in virtual time and compare scaling policies"),
+        ("sim-pod", "one simulated vLLM pod"),
+        ("sim-fleet", "simulated vLLM pods behind a router, optionally scaled by the KEDA+HPA emulator"),
+    ):
+        commands.add_parser(name, help=text, add_help=False)
     return parser
 
 
+SIMULATION_COMMANDS = ("demo", "evaluate", "sim-pod", "sim-fleet")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SIMULATION_COMMANDS:
+        sys.exit(_simulation(argv[0], argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "serve":
@@ -45,3 +58,26 @@ def main(argv: Sequence[str] | None = None) -> None:
             parser.exit(1, f"keda-llm-scaler serve: error: {exc}\n")
     elif args.command == "explain":
         sys.exit(explain_main(args.scaler_url, args.namespace, args.name))
+
+
+def _simulation(command: str, argv: list[str]) -> int:
+    """The simulator's commands parse their own flags and need the `[sim]` extra."""
+    try:
+        if command == "demo":
+            from scaler.sim.demo import demo_main
+
+            return demo_main(argv)
+        if command == "evaluate":
+            from scaler.sim.evaluate import evaluate_main  # type: ignore[import-untyped,unused-ignore]
+
+            code: int = evaluate_main(argv)
+            return code
+        from scaler.sim.cli import fleet_main, pod_main
+
+        (pod_main if command == "sim-pod" else fleet_main)(argv)
+        return 0
+    except ModuleNotFoundError as exc:
+        print(
+            f"keda-llm-scaler {command}: needs the simulation extra: pip install -e '.[sim]' ({exc})", file=sys.stderr
+        )
+        return 2

@@ -121,8 +121,11 @@ def window_figures(spec: PolicySpec, pool: PoolWindow, state: PolicyState) -> Wi
 def _decode_signals(spec: PolicySpec, pool: PoolWindow, state: PolicyState) -> list[Signal]:
     out: list[Signal] = []
     if spec.target_running is not None and pool.reporting("running"):
-        total, peak = pool.total("running"), pool.total("running_peak")
-        detail = f"running {total:.1f} at {spec.target_running:g}/pod"
+        # A request queued at a decode pod wants a batch slot as much as one running: a batch that
+        # is full at max_num_seqs would otherwise hide the demand behind it.
+        total = pool.total("running") + pool.total("waiting")
+        peak = pool.total("running_peak") + pool.total("waiting_peak")
+        detail = f"running+waiting {total:.1f} at {spec.target_running:g}/pod"
         out.append(Signal("running", total / spec.target_running, peak / spec.target_running, detail))
     kv_pods = pool.reporting("kv")
     if kv_pods:

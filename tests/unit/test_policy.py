@@ -46,7 +46,7 @@ def test_decode_running_per_pod_and_engines_summed_within_a_pod() -> None:
     assert answer.decision is not None
     assert [p.running for p in answer.decision.pods] == [10.0, 10.0, 10.0]
     assert answer.value == 4.0
-    assert "running 30.0 at 8/pod" in answer.decision.reason
+    assert "running+waiting 30.0 at 8/pod" in answer.decision.reason
 
 
 def test_decode_token_demand_over_configured_capacity() -> None:
@@ -363,3 +363,10 @@ def test_decisions_are_reused_within_the_refresh_but_never_for_a_pool_at_zero() 
     assert ask(triggers, 20.0, deployment="empty", **meta).value == 0.0
     store.append([Sample("router_pending_requests", router, Kind.GAUGE, 2.0)], 20.1)
     assert ask(triggers, 20.1, deployment="empty", **meta).value == 1.0  # no pods: answered at once
+
+
+def test_decode_counts_requests_queued_behind_a_full_batch() -> None:
+    # 2 pods, each with a full batch of 8 and 4 more queued: (16 + 8) / 6 per pod = 4 pods
+    triggers, now = steady([FakePod(f"p{i}", running=8, waiting=4) for i in range(2)])
+    answer = ask(triggers, now, phase="decode", targetRunningPerPod="6")
+    assert answer.value == 4.0
