@@ -214,6 +214,9 @@ class Engine:
             if steps < 1:
                 break
             self._complete(plan, steps)
+            if steps < plan.repeat:  # cut short by `to`: the rest of the run is still valid
+                plan.start, plan.repeat = self._t, plan.repeat - steps
+                break
             self._plan = None
         done, self._outbox = self._outbox, []
         return done
@@ -227,6 +230,15 @@ class Engine:
         if self._waiting or self._running:
             return self._t
         return None
+
+    def next_change_time(self) -> float | None:
+        """When a request next finishes, joins or is preempted: the end of the run of steps in flight.
+
+        Until then only token counts grow, so a virtual-time driver may skip `advance` calls before it.
+        """
+        if self._plan is not None:
+            return self._plan.start + self._plan.repeat * self._plan.duration
+        return self.next_event_time()
 
     # -- what it looks like ---------------------------------------------------------------------
 

@@ -161,7 +161,7 @@ def decoded_samples(
 def snapshot_samples(snapshots: Sequence[PodSnapshot], naming: MetricNaming = DEFAULT_NAMING) -> list[Sample]:
     """The same samples as `decoded_samples`, built straight from `PodMetrics` for fast virtual replays.
 
-    It skips protobuf (about 30x faster); a unit test holds it equal to `decoded_samples`.
+    It skips protobuf (about 0.2 ms per pod instead of 0.8); a unit test holds it equal to `decoded_samples`.
     """
     out: list[Sample] = []
     for snapshot in snapshots:

@@ -77,6 +77,11 @@ class SimPod:
         times = [t for t in (e.next_event_time() for e in self.engines) if t is not None]
         return min(times) if times else None
 
+    def next_change_time(self) -> float | None:
+        """The earliest `Engine.next_change_time` over the pod's engines."""
+        times = [t for t in (e.next_change_time() for e in self.engines) if t is not None]
+        return min(times) if times else None
+
     def progress(self, request_id: str) -> Progress | None:
         engine = self._engine_of.get(request_id)
         return engine.progress(request_id) if engine is not None else None

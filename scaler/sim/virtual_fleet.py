@@ -5,6 +5,8 @@ For replaying traces (`keda-llm-scaler evaluate`): `submit` requests at their ar
 `snapshots()` for what the pods would push. Under P/D a request is prefilled on the least-loaded
 prefill pod, then handed to the least-loaded decode pod, whose KV pull takes the profile's transfer
 time. Pods become ready after `cold_start`, and a drained pod leaves when empty or after `drain_grace`.
+Call it with times that never go backwards. Pods are only advanced when something in them changes
+(a finish, an admission, a preemption); `snapshots()` catches their token counts up first.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class VirtualFleet:
         self._outbox: list[Outcome] = []
         self._serial = 0
         self._turn = 0
+        self._now = now
         for pool in spec.pools:
             for name in self.controllers[pool.deployment].ready():
                 self._start_pod(pool, name, now)
@@ -108,6 +111,7 @@ class VirtualFleet:
                 for change in controller.advance(at):
                     self._apply(deployment, change)
         self._run_pods(to)
+        self._now = max(self._now, to)
         out, self._outbox = self._outbox, []
         return out
 
@@ -121,7 +125,10 @@ class VirtualFleet:
         return len(self.controllers[deployment].ready())
 
     def snapshots(self) -> list[PodSnapshot]:
-        """Every serving pod's metrics (draining pods still push until they go)."""
+        """Every serving pod's metrics at the last `advance` time (draining pods push until they go)."""
+        for pool in self.spec.pools:
+            for name in self._names(pool):
+                self._settle(pool, self.pods[name].advance(self._now))
         return [pod.snapshot() for pod in self.pods.values()]
 
     def in_flight(self) -> int:
@@ -157,7 +164,7 @@ class VirtualFleet:
     def _run_pods(self, to: float) -> None:
         if self.spec.disaggregated:
             prefill, decode = self.spec.pool("prefill"), self.spec.pool("decode")
-            handoffs = [f for name in self._names(prefill) for f in self.pods[name].advance(to)]
+            handoffs = [f for name in self._names(prefill) for f in self._advance_pod(name, to)]
             for finished in sorted(handoffs, key=lambda f: f.finish):
                 self._advance_pool(decode, finished.finish)
                 self._hand_off(finished, decode)
@@ -175,7 +182,14 @@ class VirtualFleet:
 
     def _advance_pool(self, pool: PoolSpec, to: float) -> None:
         for name in self._names(pool):
-            self._settle(pool, self.pods[name].advance(to))
+            self._settle(pool, self._advance_pod(name, to))
+
+    def _advance_pod(self, name: str, to: float) -> list[Finished]:
+        pod = self.pods[name]
+        change = pod.next_change_time()
+        if change is None or change > to:
+            return []  # nothing but token counts would move; snapshots() catches those up
+        return pod.advance(to)
 
     def _settle(self, pool: PoolSpec, finished: list[Finished]) -> None:
         for f in finished:
