@@ -12,7 +12,8 @@
     ├── NotFound                NOT_FOUND / 404
     └── StaleData               UNAVAILABLE / 503: answering would mean guessing
         ├── WarmingUp           no data yet, and the scaler has only just started
-        └── InsufficientData    data is fresh but too thin for the operation (rate needs two samples)
+        ├── InsufficientData    data is fresh but too thin for the operation (rate needs two samples)
+        └── OutOfRange          pushed values so large that the answer overflows or KEDA cannot carry it
 
 Adapters map these to wire errors in one place each; the core raises only these.
 """
@@ -87,3 +88,7 @@ class WarmingUp(StaleData):
 
 class InsufficientData(StaleData):
     """Fresh data exists but not enough of it for the requested operation."""
+
+
+class OutOfRange(StaleData):
+    """The answer overflowed, or is beyond what KEDA can carry (it would read it as 0 or wrap it)."""

@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from scaler.changes import Changes
-from scaler.errors import InvalidTrigger, ScalerError, StaleData
+from scaler.errors import InvalidInput, InvalidTrigger, ScalerError, StaleData
 from scaler.externalscaler import externalscaler_pb2 as pb
 from scaler.externalscaler import externalscaler_pb2_grpc as pb_grpc
 from scaler.selfmetrics import SelfMetrics
@@ -134,5 +135,38 @@ class KedaService(pb_grpc.ExternalScalerServicer):
         return parse_trigger(ref.scalerMetadata, ref.namespace, self.triggers.isolate)
 
 
+class _Undecodable:
+    """Stands in for a request that did not decode; reading it raises InvalidInput, which `_answer` maps.
+
+    Left to grpc, a failed decoding answers UNKNOWN.
+    """
+
+    def __init__(self, error: str) -> None:
+        self._error = error
+
+    def __getattr__(self, name: str) -> Any:
+        raise InvalidInput(self._error)
+
+
+def _lenient(message: Any) -> Callable[[bytes], Any]:
+    def parse(data: bytes) -> Any:
+        try:
+            return message.FromString(data)
+        except DecodeError as exc:
+            return _Undecodable(f"cannot decode the {message.DESCRIPTOR.name}: {exc}")
+
+    return parse
+
+
 def add_keda_service(server: grpc.aio.Server, service: KedaService) -> None:
-    pb_grpc.add_ExternalScalerServicer_to_server(service, server)
+    unary, stream = grpc.unary_unary_rpc_method_handler, grpc.unary_stream_rpc_method_handler
+    ref, metrics_request = _lenient(pb.ScaledObjectRef), _lenient(pb.GetMetricsRequest)
+    handlers = {
+        "IsActive": unary(service.IsActive, ref, pb.IsActiveResponse.SerializeToString),
+        "StreamIsActive": stream(service.StreamIsActive, ref, pb.IsActiveResponse.SerializeToString),
+        "GetMetricSpec": unary(service.GetMetricSpec, ref, pb.GetMetricSpecResponse.SerializeToString),
+        "GetMetrics": unary(service.GetMetrics, metrics_request, pb.GetMetricsResponse.SerializeToString),
+        "StreamMetricSpec": stream(service.StreamMetricSpec, ref, pb.GetMetricSpecResponse.SerializeToString),
+    }
+    name = pb.DESCRIPTOR.services_by_name["ExternalScaler"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))

@@ -87,13 +87,27 @@ def reduce_over_time(series: Series, column: int, operation: str, since: float) 
     if not values:
         return None
     if operation == "avg":
-        return math.fsum(values) / len(values)
+        return mean(values)
     return min(values) if operation == "min" else max(values)
 
 
+def total(values: Sequence[float]) -> float:
+    """math.fsum of finite values, but ±inf, not OverflowError, past the float range (views run on ingest)."""
+    try:
+        return math.fsum(values)
+    except OverflowError:  # an intermediate sum overflowed; scaled terms stay in range
+        return math.fsum(v / len(values) for v in values) * len(values)
+
+
+def mean(values: Sequence[float]) -> float:
+    """The mean of finite values: always finite, even when their sum is not."""
+    whole = total(values)
+    return whole / len(values) if math.isfinite(whole) else math.fsum(v / len(values) for v in values)
+
+
 _AGGREGATE: dict[str, Callable[[Sequence[float]], float]] = {
-    "sum": math.fsum,
-    "avg": lambda xs: math.fsum(xs) / len(xs),
+    "sum": total,
+    "avg": mean,
     "min": min,
     "max": max,
     "count": lambda xs: float(len(xs)),

@@ -28,7 +28,14 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 
 from scaler.admission import Limits, count_datapoints, screen
 from scaler.changes import Changes
-from scaler.errors import LimitExceeded, RateLimited, ScalerError, Unauthenticated, UnsupportedMediaType
+from scaler.errors import (
+    DecodeError,
+    LimitExceeded,
+    RateLimited,
+    ScalerError,
+    Unauthenticated,
+    UnsupportedMediaType,
+)
 from scaler.otlp import LabelCache, decode_export_request, read_json, read_protobuf
 from scaler.ratelimit import PushRateLimiter
 from scaler.selfmetrics import SelfMetrics
@@ -115,13 +122,13 @@ class OtlpGrpcService(metrics_service_pb2_grpc.MetricsServiceServicer):
         self.ingest = ingest
 
     async def Export(  # noqa: N802 - the gRPC method name
-        self, request: ExportMetricsServiceRequest, context: grpc.aio.ServicerContext[Any, Any]
+        self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]
     ) -> ExportMetricsServiceResponse:
         with self.ingest.metrics.rpc_duration.labels("otlp.Export").time():
             try:
                 authorization = dict(context.invocation_metadata() or ()).get("authorization")
                 principal = self.ingest.authenticate(authorization, context.peer())
-                return self.ingest(request, "grpc", principal)
+                return self.ingest(read_protobuf(request), "grpc", principal)
             except ScalerError as exc:
                 self.ingest.failed("grpc", exc)
                 await context.abort(grpc.StatusCode[exc.grpc_code], str(exc))
@@ -129,10 +136,12 @@ class OtlpGrpcService(metrics_service_pb2_grpc.MetricsServiceServicer):
 
 
 def add_otlp_grpc(server: grpc.aio.Server, ingest: Ingest) -> None:
-    register: Callable[[OtlpGrpcService, grpc.aio.Server], None] = (
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server
+    """Export takes the raw bytes and decodes them as HTTP does: grpc answers UNKNOWN when its own decoding fails."""
+    export = grpc.unary_unary_rpc_method_handler(
+        OtlpGrpcService(ingest).Export, response_serializer=ExportMetricsServiceResponse.SerializeToString
     )
-    register(OtlpGrpcService(ingest), server)
+    service = ExportMetricsServiceRequest.DESCRIPTOR.file.services_by_name["MetricsService"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {"Export": export}),))
 
 
 def otlp_http_app(ingest: Ingest) -> web.Application:
@@ -158,6 +167,8 @@ def _http_handler(ingest: Ingest) -> Callable[[web.Request], Any]:
             response = _encode(status, content_type, exc.http_status)
             if isinstance(exc, RateLimited):
                 response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+            if request.content.exception() is not None:  # the body stream broke: this connection is done
+                response.force_close()
             return response
         finally:
             ingest.metrics.rpc_duration.labels("otlp.http").observe(time.perf_counter() - started)
@@ -171,6 +182,8 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise LimitExceeded(f"request body is over --max-request-bytes ({limit} bytes, after decompression)") from None
+    except web.RequestPayloadError as exc:  # a corrupt gzip or deflate body: aiohttp would answer 500
+        raise DecodeError(f"cannot read the request body: {exc}") from None
 
 
 def grpc_code_number(exc: ScalerError) -> int:

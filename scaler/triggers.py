@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from scaler.durations import format_duration, parse_duration
-from scaler.errors import InvalidTrigger, QuerySyntaxError, StaleData, WarmingUp
+from scaler.errors import InvalidTrigger, OutOfRange, QuerySyntaxError, StaleData, WarmingUp
 from scaler.expression import Matcher, Query, parse_query
 from scaler.policy import Decision, PolicyState, pool_metrics, recommend
 from scaler.policy_spec import PolicySpec, parse_policy
@@ -37,6 +37,9 @@ QUERY_KEYS = (
     "activationThreshold",
 )
 IDLE_EXPIRY = 600.0  # a trigger not asked about for this long is forgotten
+# KEDA sends value x 1000 to the HPA as an int64 milli-quantity: beyond ~9.2e15 it wraps, and NaN or
+# infinity read as 0 (kedacore/keda#7441, #7534). Such an answer is an error, so KEDA's fallback holds.
+KEDA_MAX_VALUE = 9e15
 
 
 def is_pass_through(key: str) -> bool:
@@ -71,6 +74,8 @@ def parse_trigger(metadata: Mapping[str, str], namespace: str = "", isolate: boo
 @lru_cache(maxsize=4096)
 def _parse_cached(items: tuple[tuple[str, str], ...], namespace: str, isolate: bool) -> Trigger:
     metadata = {k: v for k, v in items if not is_pass_through(k)}
+    if isolate and not namespace:
+        raise InvalidTrigger("the ScaledObjectRef has no namespace, and the scaler isolates namespaces")
     if "policy" in metadata:
         if isolate and metadata.get("namespace", namespace) != namespace:
             raise InvalidTrigger(
@@ -260,10 +265,15 @@ class Triggers:
             assert state.value is not None
             return Evaluation(state.value, state.active, spec, decision=state.decision)
         try:
-            if isinstance(spec, PolicySpec):
-                evaluation = self._evaluate_policy(spec, state, now)
-            else:
-                evaluation = self._evaluate_query(spec, state, now)
+            try:
+                if isinstance(spec, PolicySpec):
+                    evaluation = self._evaluate_policy(spec, state, now)
+                else:
+                    evaluation = self._evaluate_query(spec, state, now)
+            except (ArithmeticError, ValueError) as exc:  # math.fsum/ceil on overflowed or NaN figures
+                raise OutOfRange(f"the pushed values overflow this trigger's arithmetic: {exc}") from None
+            if not abs(evaluation.value) <= KEDA_MAX_VALUE:  # NaN too
+                raise OutOfRange(f"the value {evaluation.value:g} is beyond what KEDA can carry ({KEDA_MAX_VALUE:g})")
         except StaleData as exc:
             state.error, state.value, state.active = str(exc), None, False
             raise
