@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
 from scaler.names import label_value
-from scaler.otlp import Decoded, Sample
+from scaler.otlp import Decoded, Labels, Sample
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,7 @@ def screen(decoded: Decoded, limits: Limits, namespace: str | None = None) -> De
     kept: list[Sample] = []
     refused: Counter[str] = Counter(decoded.refused)
     for sample in decoded.samples:
-        reason = _refusal(sample, limits, namespace)
+        reason = _refusal(sample.name, sample.labels, limits, namespace)
         if reason:
             refused[reason] += 1
         else:
@@ -46,12 +47,12 @@ def screen(decoded: Decoded, limits: Limits, namespace: str | None = None) -> De
     return Decoded(kept, refused)
 
 
-def _refusal(sample: Sample, limits: Limits, namespace: str | None) -> str:
-    labels = sample.labels
+@lru_cache(maxsize=65_536)  # label sets repeat at every export: judge each once
+def _refusal(name: str, labels: Labels, limits: Limits, namespace: str | None) -> str:
     if len(labels) > limits.max_labels:
         return "too_many_labels"
     longest = limits.max_label_length
-    if len(sample.name) > longest or any(len(k) > longest or len(v) > longest for k, v in labels):
+    if len(name) > longest or any(len(k) > longest or len(v) > longest for k, v in labels):
         return "label_too_long"
     if namespace is not None and label_value(dict(labels), "namespace") != namespace:
         return "namespace_not_allowed"

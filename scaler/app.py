@@ -178,12 +178,17 @@ def _bind_grpc(server: grpc.aio.Server, host: str, port: int, flag: str, tls: Tl
 async def _housekeeping(scaler: Scaler, clock: Callable[[], float]) -> None:
     """Free expired series and forget triggers nobody asks about; log and go on after any failure."""
     interval = min(5.0, scaler.settings.stale_after)
+    # A sweep walks every series, so it runs every quarter retention: a stale series is still freed
+    # within one retention of going stale (stale_after + retention / 4 <= retention + stale_after).
+    sweep_every = max(interval, scaler.settings.retention / 4)
+    last_sweep = clock()
     while True:
         await asyncio.sleep(interval)
         try:
             now = clock()
-            freed = scaler.store.sweep(now)
-            scaler.metrics.series_freed.inc(freed)
+            if now - last_sweep >= sweep_every:
+                scaler.metrics.series_freed.inc(scaler.store.sweep(now))
+                last_sweep = now
             scaler.triggers.expire(now)
             if scaler.push.tokens is not None:
                 scaler.push.tokens.refresh()

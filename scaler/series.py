@@ -42,8 +42,9 @@ class Series:
     views: list[View] = field(default_factory=list, repr=False)  # query views that hold this series
 
     @classmethod
-    def for_sample(cls, sample: Sample, pod: str) -> Series:
-        series = cls(sample.name, sample.labels, dict(sample.labels), pod, sample.kind)
+    def for_sample(cls, sample: Sample, pod: str, label_map: dict[str, str] | None = None) -> Series:
+        labels = label_map if label_map is not None else dict(sample.labels)
+        series = cls(sample.name, sample.labels, labels, pod, sample.kind)
         series._layout(sample)
         return series
 

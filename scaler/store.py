@@ -6,6 +6,7 @@ producer's timestamp, so staleness and windows are judged on one clock whatever 
 
 from __future__ import annotations
 
+import weakref
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -23,6 +24,13 @@ class StoreStats:
     pods: int
     stale_pods: int
     samples: int
+
+
+class LabelMap(dict[str, str]):
+    """A series' labels as a dict, shared by the series that have the same labels (dropped with the last)."""
+
+    __slots__ = ("__weakref__", "pod")
+    pod: str
 
 
 @dataclass(slots=True)
@@ -44,6 +52,7 @@ class Store:
         self._versions: dict[str, int] = {}  # per name, bumped when its set of series changes
         self._selections: dict[tuple[str, Selector], tuple[int, list[Series]]] = {}
         self._views: dict[str, dict[ViewKey, View]] = {}
+        self._label_maps: weakref.WeakValueDictionary[Labels, LabelMap] = weakref.WeakValueDictionary()
 
     def __len__(self) -> int:
         return self._count
@@ -73,8 +82,12 @@ class Store:
     def _create(self, sample: Sample, now: float) -> Series:
         named = self._by_name.setdefault(sample.name, {})
         old = named.get(sample.labels)
-        labels = dict(sample.labels)
-        series = Series.for_sample(sample, pod_of(labels))
+        label_map = self._label_maps.get(sample.labels)
+        if label_map is None:
+            # Series of one pod mostly share a label set: they share its dict and pod name too.
+            label_map = self._label_maps[sample.labels] = LabelMap(sample.labels)
+            label_map.pod = pod_of(label_map)
+        series = Series.for_sample(sample, label_map.pod, label_map)
         named[sample.labels] = series
         self._versions[sample.name] = self._versions.get(sample.name, 0) + 1
         if old is not None:
