@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from scaler.sim.fleet_spec import PoolSpec
 from scaler.sim.hpa import DEFAULT_SCALE_DOWN, DEFAULT_SCALE_UP, Behavior, ScalingRules
@@ -107,15 +108,11 @@ KEDIFY_BEHAVIOR = Behavior(
 )
 
 
-def _scaled(deployment: str, env: Envelope, triggers: Sequence[dict[str, str]], **options: object) -> ScaledObject:
-    return ScaledObject(
-        NAMESPACE,
-        deployment,
-        tuple(Trigger.of(t) for t in triggers),
-        min_replicas=1,
-        max_replicas=env.max_replicas,
-        **options,  # type: ignore[arg-type]
-    )
+def _scaled(deployment: str, env: Envelope, triggers: Sequence[dict[str, str]], **options: Any) -> ScaledObject:
+    """A ScaledObject in the shared envelope; `options` are the contender's own (behavior, polling...)."""
+    triggered = tuple(Trigger.of(t) for t in triggers)
+    base = ScaledObject(NAMESPACE, deployment, triggered, min_replicas=1, max_replicas=env.max_replicas)
+    return replace(base, **options)
 
 
 def _pool(deployment: str, role: str, env: Envelope, replicas: int = 1) -> PoolSpec:
@@ -186,3 +183,24 @@ def static(env: Envelope, replicas: int) -> Contender:
 def contenders(env: Envelope, rows: Sequence[TraceRow]) -> tuple[Contender, ...]:
     replicas = static_replicas(rows, env.profile, pod_targets(env.profile))
     return (ours_pd(env), ours_unified(env), kserve_seed(env), kedify_vllm_example(env), static(env, replicas))
+
+
+def describe(contender: Contender) -> dict[str, object]:
+    """The contender as results.json records it: enough to rebuild its ScaledObjects."""
+    pools: dict[str, object] = {}
+    for plan in contender.pools:
+        so = plan.scaled_object
+        if so is None:
+            pools[plan.spec.deployment] = {"role": plan.spec.role, "replicas": plan.spec.replicas}
+            continue
+        pools[plan.spec.deployment] = {
+            "role": plan.spec.role,
+            "min_replicas": so.min_replicas,
+            "max_replicas": so.max_replicas,
+            "polling_interval_s": so.polling_interval,
+            "scale_up_stabilization_s": so.behavior.scale_up.stabilization_window,
+            "scale_down_stabilization_s": so.behavior.scale_down.stabilization_window,
+            "triggers": [dict(t.metadata) for t in so.triggers],
+        }
+    c = contender
+    return {"fleet": c.fleet, "metrics_path": c.metrics_path, "summary": c.summary, "pools": pools}

@@ -34,7 +34,8 @@ class ReplayConfig:
     cold_start: float = 60.0
     drain_grace: float = 30.0
     drain_limit: float = 600.0  # after `end`, how long requests in flight may still finish
-    feed_phase: float = 0.0  # when, within its period, the first export or scrape happens
+    export_phase: float = 0.0  # when, within its period, the first OTLP export happens
+    scrape_phase: float = 0.0  # when, within its period, the first Prometheus scrape happens
     hpa_phase: float = 0.0  # when, within 15 s, KEDA and the HPA first run
     settings: Settings = Settings()  # the scaler's retention, staleness, warm-up and caps
 
@@ -67,6 +68,8 @@ class ReplayRecord:
 
 
 class Periodic:
+    """A schedule `first + k * interval`; `due(now)` says whether an instant has come, and moves past it."""
+
     def __init__(self, first: float, interval: float) -> None:
         self.next, self.interval = first, interval
 
@@ -93,8 +96,7 @@ class Replay:
             for p in contender.pools
             if p.scaled_object is not None
         }
-        interval = config.export_interval if contender.metrics_path == OTLP else config.scrape_interval
-        self.feed = None if contender.metrics_path == NO_METRICS else Periodic(config.feed_phase, interval)
+        self.feed = _feed(contender.metrics_path, config)
         self.sweep = Periodic(SWEEP_INTERVAL, SWEEP_INTERVAL)
         self.sample = Periodic(0.0, config.export_interval)
         self.outcomes: list[Outcome] = []
@@ -136,8 +138,8 @@ class Replay:
 
     def _tick_until(self, until: float) -> None:
         while (now := self._next_tick()) <= until:
-            self.outcomes += self.fleet.advance(now)
             self._account(now)
+            self.outcomes += self.fleet.advance(now)
             self._tick(now)
             self._now = now
 
@@ -171,7 +173,10 @@ class Replay:
         )
 
     def _account(self, now: float) -> None:
-        """GPU time since the last call, at the pods held now (a pod's drain ends at the next look)."""
+        """GPU time up to `now` at the pods held since the last look; call it before advancing the fleet.
+
+        A drain that ended in between is counted to `now`: at most one arrival or tick too long.
+        """
         until = min(now, self.config.end)
         if until > self._accounted:
             held = sum(len(c.pods) for c in self.fleet.controllers.values())
@@ -179,6 +184,14 @@ class Replay:
             self._accounted = until
 
 
+def _feed(metrics_path: str, config: ReplayConfig) -> Periodic | None:
+    """When samples reach the store: every OTLP export, or only at Prometheus scrapes."""
+    if metrics_path == NO_METRICS:
+        return None
+    if metrics_path == OTLP:
+        return Periodic(config.export_phase, config.export_interval)
+    return Periodic(config.scrape_phase, config.scrape_interval)
+
+
 def replay(contender: Contender, rows: Sequence[TraceRow], config: ReplayConfig) -> ReplayRecord:
     return Replay(contender, config).run(rows)
-
