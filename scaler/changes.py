@@ -20,5 +20,8 @@ class Changes:
 
     @staticmethod
     async def wait(event: asyncio.Event, timeout: float) -> None:
+        # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that races with the event
+        # being set, and a StreamIsActive whose client has gone would then run on forever.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await event.wait()
