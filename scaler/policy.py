@@ -215,7 +215,9 @@ def recommend(
     activation_value: float | None = None,
 ) -> tuple[Decision, PolicyState]:
     """The replica recommendation for a pool, and the state to carry to the next evaluation."""
-    state, notes = learn_capacity(state, stable)
+    state, learned = learn_capacity(state, stable)
+    configured = {"prefill": spec.prefill_capacity, "decode": spec.decode_capacity}
+    notes = [n for n in learned if configured[n.split()[0]] is None]  # a configured capacity wins
     if spec.prefill_capacity is None and state.prefill_capacity is None and spec.phase != "decode":
         notes.append("prefill capacity not learned yet (no pod has had a queue)")
     if spec.decode_capacity is None and state.decode_capacity is None and spec.phase != "prefill":
