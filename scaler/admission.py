@@ -47,7 +47,7 @@ def screen(decoded: Decoded, limits: Limits, namespace: str | None = None) -> De
     return Decoded(kept, refused)
 
 
-@lru_cache(maxsize=65_536)  # label sets repeat at every export: judge each once
+@lru_cache(maxsize=1 << 20)  # label sets repeat at every export: judge each once (10k pods: 400k)
 def _refusal(name: str, labels: Labels, limits: Limits, namespace: str | None) -> str:
     if len(labels) > limits.max_labels:
         return "too_many_labels"

@@ -127,9 +127,10 @@ def decode_export_request(request: ExportMetricsServiceRequest, cache: LabelCach
 class ResourceLabels:
     """One resource's attributes and the label sets of the points under it, keyed by their attributes."""
 
-    __slots__ = ("attributes", "plain", "_by_key")
+    __slots__ = ("attributes", "plain", "_by_key", "_count")
 
-    def __init__(self, attributes: dict[str, str]) -> None:
+    def __init__(self, attributes: dict[str, str], count: list[int] | None = None) -> None:
+        self._count = count if count is not None else [0]  # shared with the cache: entries made
         self.attributes = attributes
         self.plain: Labels = tuple(sorted(attributes.items()))
         self._by_key: dict[bytes, Labels] = {}
@@ -150,6 +151,7 @@ class ResourceLabels:
             merged = dict(self.attributes)
             merged.update(attributes_of(point.attributes))
             labels = self._by_key[key] = tuple(sorted(merged.items()))
+            self._count[0] += 1
         return labels
 
     def __len__(self) -> int:
@@ -162,19 +164,20 @@ class LabelCache:
     def __init__(self, limit: int = 500_000) -> None:
         self.limit = limit
         self._resources: dict[bytes, ResourceLabels] = {}
-        self._size = 0
+        self._count = [0]  # label sets held, kept as they are made so trimming costs nothing
 
     def resource(self, resource: Resource) -> ResourceLabels:
         key = resource.SerializeToString()
         found = self._resources.get(key)
         if found is None:
-            found = self._resources[key] = ResourceLabels(attributes_of(resource.attributes))
+            found = self._resources[key] = ResourceLabels(attributes_of(resource.attributes), self._count)
+            self._count[0] += 1
         return found
 
     def trim(self) -> None:
-        size = sum(len(r) for r in self._resources.values()) if len(self._resources) > 1000 else 0
-        if size > self.limit or len(self._resources) > self.limit:
+        if self._count[0] > self.limit:
             self._resources.clear()
+            self._count[0] = 0
 
 
 def attributes_of(attributes: Iterable[KeyValue]) -> dict[str, str]:
