@@ -1,6 +1,7 @@
 """The soak (load/soak.py) for 60 seconds: no error of any kind, RSS flat after warm-up, latency recorded.
 
-The closing figures of a 10-minute run are in docs/security.md; this is the version CI can afford.
+This is the version CI can afford. The longer run, by hand: `python load/soak.py --duration 600
+--pods 200 --series 40 --scaledobjects 40 --retention 120s` (8,000 datapoints/s, 40 ScaledObjects).
 """
 
 from __future__ import annotations
