@@ -693,6 +693,7 @@ _json_value = st.recursive(
 )
 
 
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")  # st.recursive, now and then
 @STRUCTURED
 @given(st.dictionaries(st.sampled_from(_OTLP_KEYS), _json_value, max_size=3))
 def test_otlp_shaped_json_is_a_request_or_a_decode_error(document: dict[str, Any]) -> None:
