@@ -48,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -464,16 +465,19 @@ class ActivationTrial:
     step_at: float
     ours: float | None = None
     prometheus: list[float | None] = field(default_factory=list)
+    split: tuple[float, float, float] | None = None  # taken when the trial ends, before the router is reset
 
-    def ours_split(self) -> tuple[float, float] | None:
-        """Ours as (waiting for the router's next export, from that export's start to the stream's `true`)."""
-        queued = self.router.first_queued
+    def ours_split(self) -> tuple[float, float, float] | None:
+        """Ours in three: waiting for the router's next export; that export (until the scaler answered);
+        from its answer to the stream's `true` reaching the client (scaler evaluation, stream, client)."""
+        router, queued = self.router, self.router.first_queued
         if self.ours is None or queued is None:
             return None
-        carrier = min((t for t in self.router.push_starts if t >= queued), default=None)
-        if carrier is None:
+        index = next((i for i, t in enumerate(router.push_starts) if t >= queued), None)
+        if index is None or index >= len(router.export_seconds):
             return None
-        return carrier - queued, self.ours - (carrier - queued)
+        wait, export = router.push_starts[index] - queued, router.export_seconds[index]
+        return wait, export, self.ours - wait - export
 
 
 @dataclass
@@ -553,6 +557,7 @@ async def run_activation(trial: ActivationTrial, shared: Shared) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(learned.wait(), max(0.0, deadline - now()))
         trial.prometheus = list(await asyncio.gather(*pollers))
+        trial.split = trial.ours_split()
     finally:
         for task in (watcher, *pollers):
             task.cancel()
@@ -707,7 +712,7 @@ class Results:
     plan: Plan
     activation_ours: list[float | None]
     activation_prometheus: list[float | None]
-    activation_split: list[tuple[float, float]]  # ours as (waiting for the next export, delivery)
+    activation_split: list[tuple[float, float, float]]  # ours as (waiting for the next export, export, the rest)
     fresh_ours: list[float | None]
     fresh_prometheus: list[float | None]
     e2e_ours: list[float | None]
@@ -728,7 +733,7 @@ class Results:
             plan,
             activation_ours=[t.ours for t in activation],
             activation_prometheus=[v for t in activation for v in t.prometheus],
-            activation_split=[split for t in activation if (split := t.ours_split()) is not None],
+            activation_split=[t.split for t in activation if t.split is not None],
             fresh_ours=[t.fresh_ours for t in steps],
             fresh_prometheus=[t.fresh_prometheus for t in steps],
             e2e_ours=[t.e2e_ours for t in steps],
@@ -741,7 +746,7 @@ class Results:
     def load_json(cls, path: Path) -> Results:
         data = json.loads(path.read_text())
         plan = Plan(**data.pop("plan"))
-        data["activation_split"] = [tuple(pair) for pair in data["activation_split"]]
+        data["activation_split"] = [tuple(split) for split in data["activation_split"]]
         return cls(plan, **data)
 
     @classmethod
@@ -980,14 +985,15 @@ def report(results: Results) -> tuple[list[str], str]:
         f"({interval(bootstrap(prom_act.values, ours_act.values, 0.5, 0.95))}) {met(act_speedup_ok)} "
         f"(median / median {ratio(prom_act.p50, ours_act.p50):.1f}x)",
     ]
-    waits, deliveries = [w for w, _ in results.activation_split], [d for _, d in results.activation_split]
-    exports = results.export_seconds
+    parts = list(zip(*results.activation_split, strict=True)) or [(), (), ()]
+
+    def spread(values: Sequence[float]) -> str:
+        top = max(values, default=math.nan)
+        return f"p50 {ms(percentile(values, 0.5))}, p95 {ms(percentile(values, 0.95))}, max {ms(top)}"
+
     lines += [
-        f"ours, split: waiting for the router's next export p50 {secs(percentile(waits, 0.5))} p95 "
-        f"{secs(percentile(waits, 0.95))}; from that export's start to the stream's true (export, ingest, "
-        f"evaluation, stream) p50 {ms(percentile(deliveries, 0.5))} p95 {ms(percentile(deliveries, 0.95))} "
-        f"max {ms(max(deliveries, default=math.nan))}; every router export ({len(exports)}): p50 "
-        f"{ms(percentile(exports, 0.5))} p99 {ms(percentile(exports, 0.99))}",
+        f"ours, split: waiting for the router's next export {spread(parts[0])}; that export, until the scaler "
+        f"answered {spread(parts[1])}; from there to the stream's true at the client {spread(parts[2])}",
         "",
     ]
 
@@ -1026,9 +1032,12 @@ def report(results: Results) -> tuple[list[str], str]:
     e2e_ratio = ratio(prom_e2e.p50, ours_e2e.p50)
     e2e_ci = interval(bootstrap(prom_e2e.values, ours_e2e.values, 0.5, 0.5))
     remains = ours_e2e.p50 / prom_e2e.p50 if prom_e2e.p50 > 0 else math.nan
+    syncs_later = Counter(round(d / h) for d in paired)  # both emulators of a trial sync at the same instants
     lines += [
         f"replicas after the first change: {reached}; per trial, Prometheus - ours: median "
-        f"{secs(percentile(paired, 0.5))}, mean {secs(sum(paired) / len(paired) if paired else math.nan)}",
+        f"{secs(percentile(paired, 0.5))}, mean {secs(sum(paired) / len(paired) if paired else math.nan)}; "
+        f"Prometheus's change came at the same HPA sync as ours in {syncs_later.get(0, 0)} of {len(paired)} "
+        f"trials, one sync later in {syncs_later.get(1, 0)}, two in {syncs_later.get(2, 0)}",
         f"gap: ours takes {remains:.0%} of the Prometheus path's median ({secs(ours_e2e.p50)} of "
         f"{secs(prom_e2e.p50)}, {e2e_ratio:.1f}x faster, {e2e_ci}); the HPA's {h:g} s sync alone averages "
         f"{h / 2:g} s of waiting on either path",
