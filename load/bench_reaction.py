@@ -757,13 +757,13 @@ class Results:
         for other in runs[1:]:
             if any(getattr(other.plan, k) != getattr(first.plan, k) for k in keys):
                 raise SystemExit(f"cannot pool runs with different intervals: {first.plan} vs {other.plan}")
-        out = replace(first, plan=replace(first.plan, rounds=sum(r.plan.rounds for r in runs)), runs=0)
+        out = replace(first, plan=replace(first.plan, rounds=sum(r.plan.rounds for r in runs)))
         for name in (f.name for f in dataclass_fields(cls)):
             values = [getattr(r, name) for r in runs]
             if isinstance(values[0], list):
                 setattr(out, name, [v for each in values for v in each])
             elif name in ("setup_seconds", "measure_seconds", "scaler_cpu", "runs"):
-                setattr(out, name, sum(values) if name != "runs" else sum(r.runs for r in runs))
+                setattr(out, name, sum(values))
         return out
 
 
@@ -1135,7 +1135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"HPA sync {plan.hpa_sync:g} s; {binary}",
         flush=True,
     )
-    results = asyncio.run(main_async(plan, binary))
+    try:
+        results = asyncio.run(main_async(plan, binary))
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        print("interrupted: servers stopped, temporary files removed", file=sys.stderr)
+        return 130
     if args.json is not None:
         args.json.write_text(json.dumps(asdict(results)))
     lines, summary = report(results)
