@@ -214,7 +214,8 @@ class PodServer:
                 answer["kv_transfer_params"] = self._transfer_params(request)
             return web.json_response(answer)
         finally:
-            if not done.done():  # the client went away
+            # the client went away: its cancellation cancels `done` too, so a cancelled future counts
+            if done.cancelled() or not done.done():
                 self._done.pop(request_id, None)
                 self.pod.abort(request_id, self.clock())
                 self._kick.set()
