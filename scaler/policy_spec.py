@@ -168,32 +168,22 @@ def _number(text: str) -> float:
     return value
 
 
-def _positive(text: str) -> float:
-    value = _number(text)
-    if value <= 0:
-        raise ValueError(f"must be greater than 0, got {text!r}")
-    return value
+def _checked(rule: str, ok: Callable[[float], bool]) -> Callable[[str], float]:
+    """A number parser that also checks a range, saying the rule when the value breaks it."""
+
+    def parse(text: str) -> float:
+        value = _number(text)
+        if not ok(value):
+            raise ValueError(f"must {rule}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _non_negative(text: str) -> float:
-    value = _number(text)
-    if value < 0:
-        raise ValueError(f"must not be negative, got {text!r}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = _number(text)
-    if not 0 < value <= 1:
-        raise ValueError(f"must be in (0, 1], got {text!r}")
-    return value
-
-
-def _at_least_one(text: str) -> float:
-    value = _number(text)
-    if value < 1:
-        raise ValueError(f"must be at least 1, got {text!r}")
-    return value
+_positive = _checked("be greater than 0", lambda v: v > 0)
+_non_negative = _checked("not be negative", lambda v: v >= 0)
+_fraction = _checked("be in (0, 1]", lambda v: 0 < v <= 1)
+_at_least_one = _checked("be at least 1", lambda v: v >= 1)
 
 
 def _count(text: str) -> int:
