@@ -13,6 +13,7 @@
     └── StaleData               UNAVAILABLE / 503: answering would mean guessing
         ├── WarmingUp           no data yet, and the scaler has only just started
         ├── InsufficientData    data is fresh but too thin for the operation (rate needs two samples)
+        ├── MissingLabel        nothing matches, but fresh series of the metric lack a label the query requires
         └── OutOfRange          pushed values so large that the answer overflows or KEDA cannot carry it
 
 Adapters map these to wire errors in one place each; the core raises only these.
@@ -88,6 +89,14 @@ class WarmingUp(StaleData):
 
 class InsufficientData(StaleData):
     """Fresh data exists but not enough of it for the requested operation."""
+
+
+class MissingLabel(StaleData):
+    """A selector matches nothing while fresh series of its metric lack one of its `=` labels.
+
+    kedify would match those series; we do not (PromQL's rule), so answering 0 would scale the fleet
+    to its minimum over a collector misconfiguration.
+    """
 
 
 class OutOfRange(StaleData):

@@ -5,7 +5,8 @@
     matcher  := label ("=" | "!=" | "=~" | "!~") value    value: "double" or 'single' quoted, or bare
                                                        (escapes \\ \" \' \n \t; others stay as written)
 
-Label names may contain `.`, `/` and `-` (`k8s.pod.name`, `llm-d.ai/role`). Regexes are anchored,
+Metric and label names may contain `.`, `/` and `-` (`k8s.pod.name`, `llm-d.ai/role`, `metric-404`);
+metric names are compared after kedify's escaping (scaler.names). Regexes are anchored,
 as in PromQL. A missing label reads as "", so `x="v"` never matches a series without `x`.
 """
 
@@ -19,7 +20,7 @@ from scaler.errors import QuerySyntaxError
 from scaler.names import canonical_name, label_value
 
 AGGREGATIONS = ("sum", "avg", "min", "max", "count")
-_NAME = re.compile(r"[A-Za-z_:][A-Za-z0-9_:.]*")
+_NAME = re.compile(r"[A-Za-z_:][A-Za-z0-9_:./-]*")  # kedify allows `-`; `.` and `/` are escaped to `_`
 _LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]*")
 _OP = re.compile(r"=~|!~|!=|=")
 _BARE = re.compile(r"[^\s,{}\"'=!~]+")
@@ -57,9 +58,33 @@ class Selector:
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)
 
+    def lacking(self, labels: Mapping[str, str]) -> tuple[str, ...]:
+        """The labels of this selector's `=` matchers that `labels` lack, if every other matcher matches.
+
+        A series it names would match under kedify's rule (a missing label does not exclude a series,
+        kedify's `metric/mem_store.go`); `()` for a series that matches anyway or not even so.
+        """
+        missing: list[str] = []
+        for matcher in self.matchers:
+            if matcher.op == "=" and matcher.value and not label_value(labels, matcher.label):
+                missing.append(matcher.label)
+            elif not matcher.matches(labels):
+                return ()
+        return tuple(missing)
+
     def __str__(self) -> str:
         inner = ", ".join(str(m) for m in self.matchers)
         return f"{self.name}{{{inner}}}" if inner else self.name
+
+
+@dataclass(frozen=True, slots=True)
+class LackingLabels:
+    """Matches the series that `selector` misses only because they lack one of its `=` labels."""
+
+    selector: Selector
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return bool(self.selector.lacking(labels))
 
 
 @dataclass(frozen=True, slots=True)

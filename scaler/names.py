@@ -1,7 +1,8 @@
 """Canonical metric names and the identity of a series' pod.
 
 vLLM's names vary by version and by path (`vllm:` from the Prometheus receiver, `vllm.` from native
-OTel; counters with or without `_total`; renamed gauges and histograms). Ingest and queries both pass
+OTel; counters with or without `_total`; renamed gauges and histograms), and kedify's users write names
+escaped (`.` and `/` as `_`, kedify's `metric/mem_store.go` `escapeName`). Ingest and queries both pass
 through `canonical_name`, so every variant lands on, and is found under, one name.
 """
 
@@ -25,16 +26,24 @@ POD_KEYS = ("k8s.pod.name", "pod", "service.instance.id")
 NAMESPACE_KEYS = LABEL_ALIASES["namespace"]
 
 
-def canonical_name(name: str) -> str:
+def escape_name(name: str) -> str:
+    """kedify's escaping, applied when it stores and when it queries: `.` and `/` become `_`."""
+    return name.replace(".", "_").replace("/", "_")
+
+
+def canonical_name(name: str, histogram: bool = False) -> str:
     """Map a metric name to the one name all its variants share.
 
-    `vllm.x` becomes `vllm:x`; a trailing `_total` goes (counters are found with or without it);
-    the deprecated vLLM names map to their successors. `_created` series keep their own name, so a
-    counter's creation-time gauge is never confused with the counter.
+    Names are escaped as kedify escapes them; then `vllm_x` (from `vllm.x`, or written so) becomes
+    `vllm:x`; a trailing `_total` goes (counters are found with or without it), except on a histogram,
+    whose name is its own whatever it ends with (vLLM's `iteration_tokens_total` is one); the deprecated
+    vLLM names map to their successors. `_created` series keep their own name, so a counter's
+    creation-time gauge is never confused with the counter.
     """
-    if name.startswith("vllm."):
+    name = escape_name(name)
+    if name.startswith("vllm_"):
         name = "vllm:" + name[5:]
-    if name.endswith("_total") and len(name) > 6:
+    if not histogram and name.endswith("_total") and len(name) > 6:
         name = name[:-6]
     return _RENAMED.get(name, name)
 

@@ -51,7 +51,7 @@ def ops_app(
     async def query(request: web.Request) -> web.Response:
         if "metricQuery" not in request.query:
             return _json({"error": "query parameter 'metricQuery' is required"}, 400)
-        answer = preview_query(store, dict(request.query), clock(), stale_after)
+        answer = preview_query(store, dict(request.query), clock(), stale_after, triggers.warmup_until)
         return _json(answer, int(answer.get("http_status", 200)))
 
     async def scaledobjects(_: web.Request) -> web.Response:

@@ -44,6 +44,7 @@ _HISTOGRAM_VARYING = (*_TIMES, "count", "sum", "bucket_counts", "min", "max")
 _EXP_HISTOGRAM_VARYING = (*_TIMES, "count", "sum", "zero_count", "positive", "negative", "min", "max")
 _SUMMARY_VARYING = (*_TIMES, "count", "sum", "quantile_values")
 _DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
+_HISTOGRAM_TYPES = frozenset({"histogram", "exponential_histogram", "summary"})  # keep their names whole
 
 
 class Kind(enum.Enum):
@@ -205,7 +206,7 @@ def _stringify(value: AnyValue) -> str:
 
 def _decode_metric(metric: Metric, resource: ResourceLabels, out: Decoded) -> None:
     which = metric.WhichOneof("data")
-    name = _canonical(metric.name)
+    name = _canonical(metric.name, which in _HISTOGRAM_TYPES)
     if which == "gauge":
         _decode_numbers(name, metric.gauge.data_points, Kind.GAUGE, False, resource, out)
     elif which == "sum":
@@ -267,8 +268,8 @@ def _decode_histogram(
 
 
 @lru_cache(maxsize=4096)
-def _canonical(name: str) -> str:
-    return canonical_name(name)
+def _canonical(name: str, histogram: bool) -> str:
+    return canonical_name(name, histogram)
 
 
 @lru_cache(maxsize=1024)

@@ -7,7 +7,6 @@ turns the answer into exactly that many replicas.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import TypeVar
 from scaler.durations import parse_duration
 from scaler.errors import InvalidTrigger, QuerySyntaxError
 from scaler.expression import Matcher, Query, Selector, parse_query, parse_selector
+from scaler.quantities import parse_quantity
 from scaler.query import OPERATIONS
 
 PHASES = ("unified", "prefill", "decode")
@@ -158,21 +158,11 @@ class _Reader:
         return default if value is None else value
 
 
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{text!r} is not a finite number")
-    return value
-
-
 def _checked(rule: str, ok: Callable[[float], bool]) -> Callable[[str], float]:
     """A number parser that also checks a range, saying the rule when the value breaks it."""
 
     def parse(text: str) -> float:
-        value = _number(text)
+        value = parse_quantity(text)
         if not ok(value):
             raise ValueError(f"must {rule}, got {text!r}")
         return value
@@ -187,7 +177,7 @@ _at_least_one = _checked("be at least 1", lambda v: v >= 1)
 
 
 def _count(text: str) -> int:
-    value = _number(text)
+    value = parse_quantity(text)
     if value < 0 or value != int(value):
         raise ValueError(f"must be a whole number of replicas, got {text!r}")
     return int(value)

@@ -11,11 +11,12 @@ Triggers read views (scaler.views) that keep each series' reduced value up to da
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from scaler.errors import InsufficientData, StaleData
-from scaler.expression import Query, Selector
+from scaler.expression import LackingLabels, Query, Selector
 from scaler.otlp import Kind
 from scaler.series import Series
 from scaler.store import Store
@@ -61,6 +62,31 @@ def resolve(store: Store, selector: Selector) -> tuple[str, int, bool] | None:
             if any(s.kind is Kind.HISTOGRAM for s in store.select(base, selector)):
                 return base, column, True
     return None
+
+
+def missing_label(store: Store, selector: Selector, now: float, stale_after: float) -> str | None:
+    """Why a selector that matches no fresh series may be misconfigured, or None.
+
+    Fresh series of its metric that lack a label the selector requires with `=` (matching it
+    otherwise, its namespace included) are what kedify would have matched: the collector did not set
+    the label (KServe's `deployment` comes from k8sattributes' `k8s.deployment.name`).
+    """
+    places = [(selector.name, False)]
+    places += [(selector.name[: -len(suffix)], True) for suffix in _HISTOGRAM_COLUMNS if selector.name.endswith(suffix)]
+    lacking: Counter[str] = Counter()
+    found = 0
+    for name, histogram in places:
+        for series in store.select(name, LackingLabels(selector)):
+            if (series.kind is Kind.HISTOGRAM) == histogram and series.is_fresh(now, stale_after):
+                found += 1
+                lacking.update(selector.lacking(series.label_map))
+    if not found:
+        return None
+    label, count = lacking.most_common(1)[0]
+    return (
+        f"{selector} matches no fresh series, but {count} fresh series of {selector.name} lack the label "
+        f"{label!r} it requires: set it in the collector (e.g. k8sattributes) or drop it from the query"
+    )
 
 
 def select(store: Store, selector: Selector) -> tuple[list[Series], int]:

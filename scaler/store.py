@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from scaler.expression import Selector
+from scaler.expression import LackingLabels, Selector
 from scaler.names import pod_of
 from scaler.otlp import Labels, Sample
 from scaler.series import Series
@@ -50,7 +50,7 @@ class Store:
         self._count = 0
         self.generation = 0  # bumped on every append, so waiters can tell that data changed
         self._versions: dict[str, int] = {}  # per name, bumped when its set of series changes
-        self._selections: dict[tuple[str, Selector], tuple[int, list[Series]]] = {}
+        self._selections: dict[tuple[str, Selector | LackingLabels], tuple[int, list[Series]]] = {}
         self._views: dict[str, dict[ViewKey, View]] = {}
         self._label_maps: weakref.WeakValueDictionary[Labels, LabelMap] = weakref.WeakValueDictionary()
 
@@ -102,7 +102,7 @@ class Store:
                 pod.series += 1
         return series
 
-    def select(self, name: str, selector: Selector) -> list[Series]:
+    def select(self, name: str, selector: Selector | LackingLabels) -> list[Series]:
         """The series of `name` that `selector` matches; cached until that name's series change."""
         version = self._versions.get(name, 0)
         cached = self._selections.get((name, selector))

@@ -11,22 +11,27 @@ recommended zero was scaled to zero on purpose, and keeps answering 0.
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from scaler.durations import format_duration, parse_duration
-from scaler.errors import InvalidTrigger, OutOfRange, QuerySyntaxError, StaleData, WarmingUp
-from scaler.expression import Matcher, Query, parse_query
+from scaler.errors import InvalidTrigger, MissingLabel, OutOfRange, QuerySyntaxError, StaleData, WarmingUp
+from scaler.expression import Matcher, Query, Selector, parse_query
 from scaler.policy import Decision, PolicyState, pool_metrics, recommend
 from scaler.policy_spec import PolicySpec, parse_policy
-from scaler.query import OPERATIONS, QueryResult, evaluate_query
+from scaler.quantities import parse_quantity
+from scaler.query import OPERATIONS, QueryResult, evaluate_query, missing_label
 from scaler.signals import read_pools
 from scaler.store import Store
 
-PASS_THROUGH_KEYS = frozenset({"scalerAddress", "enableTLS", "unsafeSsl"})
+# Keys KEDA's external and external-push scalers read themselves, and still pass to the scaler with the
+# rest of the metadata (kedacore/keda `pkg/scalers/external_scaler.go`: `externalScalerMetadata`, and
+# `originalMetadata` built from every TriggerMetadata key). `tlsCertFile` is what KEDA before #6338 read.
+PASS_THROUGH_KEYS = frozenset(
+    {"scalerAddress", "enableTLS", "unsafeSsl", "caCert", "tlsClientCert", "tlsClientKey", "tlsCertFile"}
+)
 QUERY_KEYS = (
     "metricQuery",
     "targetValue",
@@ -135,12 +140,9 @@ def _number(metadata: Mapping[str, str], key: str) -> float | None:
     if key not in metadata:
         return None
     try:
-        value = float(metadata[key])
-    except ValueError:
-        raise InvalidTrigger(f"{key}: {metadata[key]!r} is not a number") from None
-    if not math.isfinite(value):
-        raise InvalidTrigger(f"{key}: {metadata[key]!r} is not a finite number")
-    return value
+        return parse_quantity(metadata[key])
+    except ValueError as exc:
+        raise InvalidTrigger(f"{key}: {exc}") from None
 
 
 def _duration(metadata: Mapping[str, str], key: str) -> float:
@@ -180,20 +182,39 @@ def answer_query(
     stale_after: float,
     seen: float | None,
     warmup_until: float,
+    maintained: bool = True,
 ) -> tuple[float, QueryResult | None, float | None]:
-    """A query's value under the no-data rules; also returns when data was last seen (the memory)."""
-    result = evaluate_query(store, query, operation, window, now, stale_after)
+    """A query's value under the no-data rules; also returns when data was last seen (the memory).
+
+    Within warm-up every answer is an error (`check_warm`): pods push at their own phases, so a value
+    before each had its chance is a partial sum.
+    """
+    check_warm(now, warmup_until)
+    try:
+        result = evaluate_query(store, query, operation, window, now, stale_after, maintained)
+    except StaleData as exc:
+        diagnosis = missing_label(store, query.selector, now, stale_after) if type(exc) is StaleData else None
+        if diagnosis is not None:
+            raise MissingLabel(f"{exc}; {diagnosis}") from None
+        raise
     if result is not None:
         if result.newest_sample_age is not None:
             seen = now - result.newest_sample_age
         return result.value, result, seen
+    diagnosis = missing_label(store, query.selector, now, stale_after)
+    if diagnosis is not None:
+        raise MissingLabel(diagnosis)
     if seen is not None:
         age = format_duration(round(now - seen, 1))
         raise StaleData(f"no data for {query} any more: its series expired; last sample {age} ago")
-    if now < warmup_until:
-        left = format_duration(round(warmup_until - now, 1))
-        raise WarmingUp(f"warming up: no data yet for {query}; answering in {left} at most")
     return 0.0, None, seen
+
+
+def check_warm(now: float, warmup_until: float) -> None:
+    """Raise WarmingUp while the scaler is within `--warmup` of its start."""
+    if now < warmup_until:
+        left = format_duration(max(0.1, round(warmup_until - now, 1)))
+        raise WarmingUp(f"warming up, {left} left: pods push at their own phases, so any value now could be partial")
 
 
 # -- evaluation with memory ------------------------------------------------------------------------
@@ -265,6 +286,7 @@ class Triggers:
             assert state.value is not None
             return Evaluation(state.value, state.active, spec, decision=state.decision)
         try:
+            check_warm(now, self.warmup_until)
             try:
                 if isinstance(spec, PolicySpec):
                     evaluation = self._evaluate_policy(spec, state, now)
@@ -324,12 +346,13 @@ class Triggers:
         return Evaluation(float(decision.replicas), decision.active, spec, decision=decision)
 
     def _check_quiet_pool(self, spec: PolicySpec, state: TriggerState, newest_age: float | None, now: float) -> None:
-        """No pod reports: fine if we never saw the pool (after warm-up) or recommended zero last."""
+        """No pod reports: fine if we never saw the pool or recommended zero last, unless its pods lack a label."""
+        for metric in pool_metrics(spec):
+            diagnosis = missing_label(self.store, Selector(metric, spec.selector.matchers), now, self.stale_after)
+            if diagnosis is not None:
+                raise MissingLabel(f"pool {spec.pool}: no pod reports; {diagnosis}")
         seen_replicas = state.policy.seen_replicas
         if state.last_data is None and newest_age is None:
-            if now < self.warmup_until and spec.activation is None:
-                left = format_duration(round(self.warmup_until - now, 1))
-                raise WarmingUp(f"warming up: no pod of pool {spec.pool} has reported yet; answering in {left}")
             return
         if seen_replicas == 0:
             return

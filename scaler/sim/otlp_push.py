@@ -175,7 +175,7 @@ def snapshot_samples(snapshots: Sequence[PodSnapshot], naming: MetricNaming = DE
             canonical = canonical_name(name)
             out += [Sample(canonical, _merged(res, a), Kind.COUNTER, v, start) for a, v in points]
         for name, hist_points in pod.histograms.items():
-            canonical = canonical_name(name)
+            canonical = canonical_name(name, histogram=True)
             for a, bounds, counts, total in hist_points:
                 value = OtlpHistogram(float(sum(counts)), total, tuple(bounds), tuple(float(c) for c in counts))
                 out.append(Sample(canonical, _merged(res, a), Kind.HISTOGRAM, value.count, start, histogram=value))

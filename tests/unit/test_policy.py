@@ -281,7 +281,7 @@ def test_pool_scaled_to_zero_on_our_recommendation_keeps_answering_zero() -> Non
 
 def test_never_seen_pool_warms_up_then_answers_zero() -> None:
     store, triggers = make(warmup_until=30.0)
-    with pytest.raises(WarmingUp, match="no pod of pool ns/llama"):
+    with pytest.raises(WarmingUp, match="warming up, 20s left"):
         ask(triggers, 10.0)
     assert ask(triggers, 31.0).value == 0.0
 

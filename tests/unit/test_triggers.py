@@ -213,19 +213,25 @@ def make(retention: float = 120.0) -> tuple[Store, Triggers]:
 
 def test_never_matched_is_warming_up_then_zero_and_inactive() -> None:
     _, triggers = make()
-    with pytest.raises(WarmingUp, match=r"answering in 20s at most"):
+    with pytest.raises(WarmingUp, match=r"warming up, 20s left"):
         triggers.evaluate("ns", "so", meta(), now=10)
     evaluation = triggers.evaluate("ns", "so", meta(), now=WARMUP_UNTIL)
     assert (evaluation.value, evaluation.active, evaluation.result) == (0.0, False, None)
 
 
-def test_data_is_used_during_warm_up() -> None:
+def test_warm_up_is_all_or_nothing() -> None:
+    """Data that arrived during warm-up may be a partial sum (pods push at their own phases): no value."""
     store, triggers = make()
     store.append([running(3, "p0"), running(5, "p1")], now=5)
-    evaluation = triggers.evaluate("ns", "so", meta(), now=6)
-    assert (evaluation.value, evaluation.active) == (8.0, True)
+    with pytest.raises(WarmingUp, match=r"warming up, 24s left"):
+        triggers.evaluate("ns", "so", meta(), now=6)
+    store.append([running(3, "p0"), running(5, "p1"), running(7, "p2")], now=29)
+    with pytest.raises(WarmingUp, match=r"warming up, 100ms left"):
+        triggers.evaluate("ns", "so", meta(), now=29.95)
+    evaluation = triggers.evaluate("ns", "so", meta(), now=WARMUP_UNTIL)
+    assert (evaluation.value, evaluation.active) == (15.0, True)
     assert evaluation.result is not None
-    assert len(evaluation.result.series) == 2
+    assert len(evaluation.result.series) == 3
 
 
 def test_data_that_went_stale_is_an_error_not_zero() -> None:
