@@ -6,15 +6,25 @@
                                                        (escapes \\ \" \' \n \t; others stay as written)
 
 Metric and label names may contain `.`, `/` and `-` (`k8s.pod.name`, `llm-d.ai/role`, `metric-404`);
-metric names are compared after kedify's escaping (scaler.names). Regexes are anchored,
-as in PromQL. A missing label reads as "", so `x="v"` never matches a series without `x`.
+metric names are compared after kedify's escaping (scaler.names). A missing label reads as "", so
+`x="v"` never matches a series without `x`.
+
+Regexes are RE2, PromQL's dialect, fully anchored with `.` matching newlines as Prometheus compiles
+them (`model/labels/regexp.go`: `"^(?s:" + v + ")$"`): matching is linear in the label's length
+whatever the pattern, so no query can stall the event loop. RE2 refuses lookaround and
+backreferences, as PromQL does. Exact matchers run before any regex, so a namespace confinement
+(`scaler.triggers.confine`) keeps a tenant's regex off other tenants' labels.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Protocol
+
+import re2
 
 from scaler.errors import QuerySyntaxError
 from scaler.names import canonical_name, label_value
@@ -25,7 +35,43 @@ _LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]*")
 _OP = re.compile(r"=~|!~|!=|=")
 _BARE = re.compile(r"[^\s,{}\"'=!~]+")
 _MAX_LENGTH = 4096
+MAX_PATTERN_BYTES = 4096
+MAX_PROGRAM_SIZE = 20_000  # RE2 instructions; `(a|b|...){n}` blow-ups past this are refused
 _ESCAPES = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "t": "\t"}
+
+
+class Pattern(Protocol):
+    def fullmatch(self, text: str) -> object | None: ...
+
+
+class RegexError(ValueError):
+    """A pattern RE2 refuses, or one over the size caps."""
+
+
+def _options() -> re2.Options:
+    options = re2.Options()
+    options.dot_nl = True  # Prometheus' (?s)
+    options.log_errors = False
+    return options
+
+
+_OPTIONS = _options()
+
+
+@lru_cache(maxsize=1024)
+def compile_regex(value: str) -> Pattern:
+    """The RE2 program for a label regex; RegexError saying why when RE2 or our caps refuse it."""
+    if len(value.encode()) > MAX_PATTERN_BYTES:
+        raise RegexError(f"the pattern is longer than {MAX_PATTERN_BYTES} bytes")
+    try:
+        compiled = re2.compile(value, _OPTIONS)
+    except re2.error as exc:
+        detail = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise RegexError(f"RE2 refuses it: {detail}") from None
+    if compiled.programsize > MAX_PROGRAM_SIZE:
+        raise RegexError(f"its RE2 program has {compiled.programsize} instructions, over {MAX_PROGRAM_SIZE}")
+    pattern: Pattern = compiled
+    return pattern
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +79,7 @@ class Matcher:
     label: str
     op: str
     value: str
-    pattern: re.Pattern[str] | None = None
+    pattern: Pattern | None = field(default=None, compare=False)  # derived from `value`
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         actual = label_value(labels, self.label)
@@ -56,7 +102,11 @@ class Selector:
     matchers: tuple[Matcher, ...] = ()
 
     def matches(self, labels: Mapping[str, str]) -> bool:
-        return all(m.matches(labels) for m in self.matchers)
+        """Exact matchers first: a regex only ever sees labels that passed them."""
+        for matcher in self.matchers:
+            if matcher.pattern is None and not matcher.matches(labels):
+                return False
+        return all(m.matches(labels) for m in self.matchers if m.pattern is not None)
 
     def lacking(self, labels: Mapping[str, str]) -> tuple[str, ...]:
         """The labels of this selector's `=` matchers that `labels` lack, if every other matcher matches.
@@ -65,7 +115,7 @@ class Selector:
         kedify's `metric/mem_store.go`); `()` for a series that matches anyway or not even so.
         """
         missing: list[str] = []
-        for matcher in self.matchers:
+        for matcher in sorted(self.matchers, key=lambda m: m.pattern is not None):
             if matcher.op == "=" and matcher.value and not label_value(labels, matcher.label):
                 missing.append(matcher.label)
             elif not matcher.matches(labels):
@@ -105,6 +155,8 @@ def parse_query(text: str) -> Query:
 
 def parse_selector(text: str) -> Selector:
     """Parse a bare label list such as `app="x", role=~"decode|both"` (no name, no braces)."""
+    if len(text) > _MAX_LENGTH:
+        raise QuerySyntaxError(f"selector is longer than {_MAX_LENGTH} characters")
     parser = _Parser("{" + text + "}")
     matchers = parser.matchers()
     parser.end()
@@ -183,9 +235,10 @@ class _Parser:
         if op in ("=", "!="):
             return Matcher(label, op, value)
         try:
-            return Matcher(label, op, value, re.compile(value))
-        except (re.error, RecursionError, OverflowError) as exc:
-            raise self.fail(f"bad regular expression {value!r} ({exc})") from exc
+            return Matcher(label, op, value, compile_regex(value))
+        except RegexError as exc:
+            shown = value if len(value) <= 80 else value[:80] + "..."
+            raise self.fail(f"bad regular expression {shown!r}: {exc}") from None
 
     def value(self) -> str:
         self.skip_space()

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from scaler.durations import parse_duration
 from scaler.errors import InvalidTrigger, QuerySyntaxError
-from scaler.expression import Matcher, Query, Selector, parse_query, parse_selector
+from scaler.expression import Matcher, Query, Selector, compile_regex, parse_query, parse_selector
 from scaler.quantities import parse_quantity
 from scaler.query import OPERATIONS
 
@@ -200,7 +200,7 @@ def _pool_selector(metadata: Mapping[str, str], namespace: str) -> tuple[Selecto
         matchers.append(Matcher("deployment", "=", deployments[0]))
     elif deployments:
         pattern = "|".join(re.escape(d) for d in deployments)
-        matchers.append(Matcher("deployment", "=~", pattern, re.compile(pattern)))
+        matchers.append(Matcher("deployment", "=~", pattern, compile_regex(pattern)))
     pod_selector = metadata.get("podSelector", "").strip()
     if pod_selector:
         try:

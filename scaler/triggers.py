@@ -45,6 +45,8 @@ IDLE_EXPIRY = 600.0  # a trigger not asked about for this long is forgotten
 # KEDA sends value x 1000 to the HPA as an int64 milli-quantity: beyond ~9.2e15 it wraps, and NaN or
 # infinity read as 0 (kedacore/keda#7441, #7534). Such an answer is an error, so KEDA's fallback holds.
 KEDA_MAX_VALUE = 9e15
+MAX_METADATA_VALUE = 4096  # a metricQuery is at most 4096 characters too (scaler.expression)
+MAX_OBJECT_NAME = 253  # a Kubernetes object name (DNS subdomain); namespaces are 63
 
 
 def is_pass_through(key: str) -> bool:
@@ -71,14 +73,27 @@ def parse_trigger(metadata: Mapping[str, str], namespace: str = "", isolate: boo
     """Parse scalerMetadata; raise InvalidTrigger naming the key at fault.
 
     `namespace` is the ScaledObject's, the default pool namespace of a policy trigger. With
-    `isolate`, every selector is confined to that namespace, whatever the metadata says.
+    `isolate`, every selector is confined to that namespace, whatever the metadata says. KEDA's own
+    keys are dropped first, so their values (PEM certificates) are neither checked nor cached.
     """
-    return _parse_cached(tuple(sorted(metadata.items())), namespace, isolate)
+    check_name("namespace", namespace)
+    items = tuple(sorted((k, v) for k, v in metadata.items() if not is_pass_through(k)))
+    for key, value in items:
+        if len(key) > MAX_METADATA_VALUE or len(value) > MAX_METADATA_VALUE:
+            shown = key if len(key) <= 64 else key[:64] + "..."
+            raise InvalidTrigger(f"{shown}: longer than {MAX_METADATA_VALUE} characters")
+    return _parse_cached(items, namespace, isolate)
+
+
+def check_name(what: str, value: str) -> None:
+    """ScaledObject names and namespaces are Kubernetes names: a longer one is no ScaledObject's."""
+    if len(value) > MAX_OBJECT_NAME:
+        raise InvalidTrigger(f"the ScaledObjectRef's {what} is longer than {MAX_OBJECT_NAME} characters")
 
 
 @lru_cache(maxsize=4096)
 def _parse_cached(items: tuple[tuple[str, str], ...], namespace: str, isolate: bool) -> Trigger:
-    metadata = {k: v for k, v in items if not is_pass_through(k)}
+    metadata = dict(items)
     if isolate and not namespace:
         raise InvalidTrigger("the ScaledObjectRef has no namespace, and the scaler isolates namespaces")
     if "policy" in metadata:
@@ -276,6 +291,7 @@ class Triggers:
         self._states: dict[TriggerKey, TriggerState] = {}
 
     def evaluate(self, namespace: str, name: str, metadata: Mapping[str, str], now: float) -> Evaluation:
+        check_name("name", name)
         spec = parse_trigger(metadata, namespace, self.isolate)
         key = TriggerKey(namespace, name, spec.metric_name)
         state = self._states.get(key)

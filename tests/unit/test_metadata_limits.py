@@ -1,0 +1,42 @@
+"""Trigger metadata, ScaledObject names and namespaces are bounded: 40 values of 3.5 MB kept 135–172 MB."""
+
+from __future__ import annotations
+
+import pytest
+
+from scaler.errors import InvalidTrigger
+from scaler.store import Store
+from scaler.triggers import MAX_METADATA_VALUE, MAX_OBJECT_NAME, Triggers, parse_trigger
+
+META = {"metricQuery": "sum(m)", "targetValue": "1"}
+
+
+def make() -> Triggers:
+    return Triggers(Store(retention=60.0, max_series=10), stale_after=30.0, warmup_until=0.0)
+
+
+def test_a_long_value_is_invalid_naming_its_key() -> None:
+    with pytest.raises(InvalidTrigger, match=f"window: longer than {MAX_METADATA_VALUE} characters"):
+        parse_trigger({**META, "window": "1" * 3_500_000})
+
+
+def test_a_long_unknown_key_is_invalid_and_not_echoed_whole() -> None:
+    with pytest.raises(InvalidTrigger) as info:
+        parse_trigger({**META, "k" * 100_000: "v"})
+    assert len(str(info.value)) < 200
+
+
+def test_keda_keys_may_be_long_and_are_not_kept() -> None:
+    """KEDA passes caCert/tlsClientCert PEMs and resolved *FromEnv values; they are dropped before caching."""
+    pem = "-----BEGIN CERTIFICATE-----\n" + "A" * 20_000 + "\n-----END CERTIFICATE-----\n"
+    spec = parse_trigger({**META, "caCert": pem, "passwordFromEnv": "x" * 20_000})
+    assert spec == parse_trigger(META)
+
+
+@pytest.mark.parametrize("field", ["name", "namespace"])
+def test_long_scaledobject_names_and_namespaces_are_invalid(field: str) -> None:
+    triggers = make()
+    names = {"namespace": "ns", "name": "so", field: "x" * (MAX_OBJECT_NAME + 1)}
+    with pytest.raises(InvalidTrigger, match=f"{field} is longer than {MAX_OBJECT_NAME}"):
+        triggers.evaluate(names["namespace"], names["name"], META, now=1.0)
+    assert list(triggers.states()) == []
