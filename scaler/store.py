@@ -17,6 +17,8 @@ from scaler.otlp import Labels, Sample
 from scaler.series import Series
 from scaler.views import Reducer, View, ViewKey
 
+SWEEP_SLICE = 5_000  # series per sweep slice: a few ms of work at 0.7–1.7 µs per series
+
 
 @dataclass(frozen=True, slots=True)
 class StoreStats:
@@ -155,22 +157,40 @@ class Store:
 
     def sweep(self, now: float) -> int:
         """Free series with no sample within retention, and pods left with no series; return freed series."""
+        return sum(self.sweep_slices(now, size=2**62))
+
+    def sweep_slices(self, now: float, size: int = SWEEP_SLICE) -> Iterator[int]:
+        """The sweep in slices of `size` series, yielding the series freed by each.
+
+        A caller on an event loop lets other work run between slices: at 400,000 series a whole sweep
+        held the loop for 0.3–0.7 s. Appends between slices are safe (keys are read per name as the
+        sweep reaches it); the horizon is the pass's start, so a slice never frees what is fresh.
+        """
         horizon = now - self.retention
-        freed = 0
+        freed = visited = 0
         for name in list(self._by_name):
-            named = self._by_name[name]
-            for labels, series in list(named.items()):
+            named = self._by_name.get(name)
+            if named is None:
+                continue
+            for labels in list(named):
+                series = named.get(labels)
+                if series is None:
+                    continue
                 series.trim(horizon)
                 if not series.has_data():
                     del named[labels]
                     freed += 1
+                    self._count -= 1
                     self._release_pod(series.pod)
                     self._detach(series)
                     self._versions[name] = self._versions.get(name, 0) + 1
-            if not named:
+                visited += 1
+                if visited >= size:
+                    yield freed
+                    freed = visited = 0
+            if not named and self._by_name.get(name) is named:
                 del self._by_name[name]
-        self._count -= freed
-        return freed
+        yield freed
 
     def _release_pod(self, pod: str) -> None:
         if not pod:
