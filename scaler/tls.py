@@ -1,7 +1,8 @@
 """Server TLS for the gRPC and HTTP listeners, with optional client verification, reloaded on change.
 
-gRPC asks for a new certificate configuration at each handshake (dynamic credentials); the HTTP
-listener swaps in a rebuilt SSLContext from its SNI callback. Either way a renewed certificate (as
+gRPC asks for a new certificate configuration at each handshake (dynamic credentials), and each
+gRPC listener compares the reload count with the one it serves; the HTTP listener swaps in a rebuilt
+SSLContext from its SNI callback. Either way a renewed certificate (as
 cert-manager writes it) is served from the next connection on, with no restart.
 """
 
@@ -89,8 +90,16 @@ class TlsFiles:
         def configuration(material: TlsMaterial) -> grpc.ServerCertificateConfiguration:
             return grpc.ssl_server_certificate_configuration([(material.key, material.cert)], material.client_ca)
 
+        served = [self.reloads]  # what this listener serves; the files are shared by every listener
+
         def fetch() -> grpc.ServerCertificateConfiguration | None:
-            return configuration(self.material) if self.refresh() else None
+            # Whoever noticed the change (housekeeping, the other gRPC port, an HTTP handshake), each
+            # listener switches once it sees a reload it has not served yet.
+            self.refresh()
+            if served[0] == self.reloads:
+                return None
+            served[0] = self.reloads
+            return configuration(self.material)
 
         # grpc takes None from the fetcher as "unchanged"; its type stubs do not say so.
         return grpc.dynamic_ssl_server_credentials(
