@@ -124,7 +124,8 @@ async def start(settings: Settings, clock: Callable[[], float] = time.monotonic)
     scaler.ports["otlp-grpc"] = _bind_grpc(otlp_server, settings.host, settings.otlp_grpc_port, "--otlp-grpc-port", tls)
 
     keda_server = grpc.aio.server()
-    add_keda_service(keda_server, KedaService(triggers, metrics, clock, scaler._changes, scaler.stopping))
+    keda = KedaService(triggers, metrics, clock, scaler._changes, scaler.stopping, settings.stream_resend)
+    add_keda_service(keda_server, keda)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, keda_server)
     service_names = (KEDA_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
@@ -187,7 +188,9 @@ async def _housekeeping(scaler: Scaler, clock: Callable[[], float]) -> None:
         try:
             now = clock()
             if now - last_sweep >= sweep_every:
-                scaler.metrics.series_freed.inc(scaler.store.sweep(now))
+                for freed in scaler.store.sweep_slices(now):
+                    scaler.metrics.series_freed.inc(freed)
+                    await asyncio.sleep(0)  # let calls and pushes in between slices
                 last_sweep = now
             scaler.triggers.expire(now)
             if scaler.push.tokens is not None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -20,6 +23,25 @@ _POD_COLUMNS = (
 )
 
 
+def ops_url(text: str) -> str:
+    """argparse `type=`: the ops HTTP address; `host:port` means `http://host:port`."""
+    url = text.strip()
+    if "://" not in url:
+        url = "http://" + url
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected the scaler's ops HTTP address, like http://127.0.0.1:8080"
+        )
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: the port is not a number; expected e.g. http://127.0.0.1:8080"
+        ) from None
+    return url
+
+
 def fetch_triggers(scaler_url: str, timeout: float = 5.0) -> dict[str, Any]:
     url = scaler_url.rstrip("/") + "/debug/scaledobjects"
     with urllib.request.urlopen(url, timeout=timeout) as reply:  # noqa: S310 - an operator-given URL
@@ -27,15 +49,23 @@ def fetch_triggers(scaler_url: str, timeout: float = 5.0) -> dict[str, Any]:
     return payload
 
 
-def render(payload: Mapping[str, Any], namespace: str | None = None, name: str | None = None) -> str:
-    triggers = [
+def selected(payload: Mapping[str, Any], namespace: str | None, name: str | None) -> list[Mapping[str, Any]]:
+    return [
         t
         for t in payload.get("triggers", [])
         if (namespace is None or t["namespace"] == namespace) and (name is None or t["name"] == name)
     ]
-    if not triggers:
+
+
+def render(payload: Mapping[str, Any], namespace: str | None = None, name: str | None = None) -> str:
+    triggers = selected(payload, namespace, name)
+    if triggers:
+        return "\n".join(_render_trigger(t) for t in triggers)
+    known = sorted({f"{t['namespace']}/{t['name']}" for t in payload.get("triggers", [])})
+    if not known:
         return "no triggers have been asked for yet (KEDA asks on every polling interval)\n"
-    return "\n".join(_render_trigger(t) for t in triggers)
+    wanted = " ".join(f"{k} {v!r}" for k, v in (("namespace", namespace), ("name", name)) if v is not None)
+    return f"no trigger with {wanted} has been asked for; KEDA has asked for: {', '.join(known)}\n"
 
 
 def _render_trigger(t: Mapping[str, Any]) -> str:
@@ -102,10 +132,15 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def explain_main(scaler_url: str, namespace: str | None, name: str | None) -> int:
+    """Print the explanation; 1 when the scaler cannot be read or knows no trigger by that name."""
     try:
         payload = fetch_triggers(scaler_url)
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        print(f"keda-llm-scaler explain: cannot read {scaler_url}/debug/scaledobjects: {exc}")
+        print(f"keda-llm-scaler explain: cannot read {scaler_url}/debug/scaledobjects: {exc}", file=sys.stderr)
         return 1
-    print(render(payload, namespace, name), end="")
+    text = render(payload, namespace, name)
+    if payload.get("triggers") and not selected(payload, namespace, name):
+        print(text, end="", file=sys.stderr)
+        return 1
+    print(text, end="")
     return 0

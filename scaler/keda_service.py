@@ -30,6 +30,7 @@ Context = grpc.aio.ServicerContext[Any, Any]
 _INT64_MAX = 2**63 - 1
 STREAM_MIN_INTERVAL = 0.1  # re-evaluate a stream at most this often, however often data arrives
 STREAM_IDLE_RECHECK = 1.0  # and at least this often, for activity that comes from time passing
+STREAM_RESEND = 5.0  # while active, `true` again this often (see KedaService.StreamIsActive)
 
 
 def as_int64(value: float) -> int:
@@ -45,12 +46,16 @@ class KedaService(pb_grpc.ExternalScalerServicer):
         clock: Callable[[], float],
         changes: Changes,
         stopping: asyncio.Event,
+        stream_resend: float = STREAM_RESEND,
     ) -> None:
+        if stream_resend <= 0:
+            raise ValueError("stream_resend must be positive")
         self.triggers = triggers
         self.metrics = metrics
         self.clock = clock
         self.changes = changes
         self.stopping = stopping
+        self.stream_resend = stream_resend
 
     async def _answer(self, method: str, context: Context, compute: Callable[[], T]) -> T:
         started = time.perf_counter()
@@ -100,23 +105,32 @@ class KedaService(pb_grpc.ExternalScalerServicer):
     async def StreamIsActive(  # noqa: N802
         self, request: pb.ScaledObjectRef, context: Context
     ) -> AsyncIterator[pb.IsActiveResponse]:
-        """Send `true` when the stream opens while active and on each transition to active; else nothing.
+        """Send `true` at once on each transition to active (opening while active is one), and again
+        every `stream_resend` while active; nothing while inactive.
 
-        KEDA ignores `false` from a push scaler for scaling decisions it cares about here, and its
-        regular polling handles deactivation. On shutdown the stream ends with OK, which resets
-        KEDA's reconnect backoff.
+        KEDA ignores `false` (its polling handles deactivation), and it drops a `true` that arrives
+        before the ScaledObject's status has its external metric names: kedacore/keda
+        pkg/scaling/scale_handler.go, "Could not resolve metric name for push scaler, will retry on
+        next activation". So one `true` per activation can be lost for good; the resend recovers it.
+        kedify's otel-add-on (scaler/handlers.go) sends IsActive's answer every 500 ms instead.
+        On shutdown the stream ends with OK, which resets KEDA's reconnect backoff.
         """
         await self._answer("StreamIsActive", context, lambda: self._spec_of(request))
+        loop = asyncio.get_running_loop()  # the resend cadence is KEDA's wall time, whatever `clock` is
         was_active = False
+        resend_at = math.inf
         while not self.stopping.is_set():
             change = self.changes.current()
             active = self._stream_check(request)
-            if active and not was_active:
+            if active and (not was_active or loop.time() >= resend_at):
+                self.metrics.stream_messages.labels("resend" if was_active else "activation").inc()
                 yield pb.IsActiveResponse(result=True)
+                resend_at = loop.time() + self.stream_resend
             was_active = active
             await asyncio.sleep(STREAM_MIN_INTERVAL)
             if not self.stopping.is_set():
-                await self.changes.wait(change, STREAM_IDLE_RECHECK)
+                wait = min(STREAM_IDLE_RECHECK, resend_at - loop.time()) if active else STREAM_IDLE_RECHECK
+                await self.changes.wait(change, max(0.0, wait))
 
     async def StreamMetricSpec(  # noqa: N802
         self, request: pb.ScaledObjectRef, context: Context

@@ -45,9 +45,12 @@ class QueryResult:
 
     @property
     def series(self) -> tuple[SeriesValue, ...]:
-        """Per-series detail, built only when someone asks (explanations, not KEDA calls)."""
+        """Per-series detail, built only when someone asks (explanations, not KEDA calls).
+
+        Ages are as of the evaluation; a view's series may have moved on since (never below 0).
+        """
         return tuple(
-            SeriesValue(s.label_map, s.pod, v, s.sample_count(), self.now - s.last_time())
+            SeriesValue(s.label_map, s.pod, v, s.sample_count(), max(0.0, self.now - s.last_time()))
             for s, v in list(self.items.items())
         )
 

