@@ -10,7 +10,16 @@ HPA does with several metrics), computed over a stable window and a short panic 
   load still fits under every target on N pods;
 - growth is capped at `maxScaleUpRate` x the pods reporting (at least one more), except from zero;
 - pods that have not reported yet are not capacity, and the answer is absolute demand over per-pod
-  capacity, so a slow model load cannot feed on itself into runaway scale-up.
+  capacity, so a slow model load cannot feed on itself into runaway scale-up;
+- a pod whose engines all sleep (`engine_sleep_state`) is neither capacity nor evidence of idleness:
+  vLLM stops stepping while asleep, so its load gauges hold whatever the last step left, and whoever
+  put it to sleep means to wake it. Demand is sized on the awake pods and the sleeping ones are held
+  on top, so their zero load never scales them (or, if the HPA picks them, awake pods) away;
+- a queue is the one that wants capacity: with `num_requests_waiting_by_reason`, `reason="capacity"`
+  (requests deferred for a LoRA budget or a KV transfer would not run sooner on more pods);
+- requests refused at admission (`admission_rejections`) are prefill demand the queue could not show:
+  their rate times the mean prompt in prompt tokens, and times the TTFT target (1 s without one) in
+  waiting requests, as Little's law counts arrivals that were let wait that long.
 
 Everything is a pure function of its inputs and `now`; state between evaluations is a PolicyState value.
 """
@@ -22,19 +31,23 @@ from dataclasses import dataclass, replace
 
 from scaler.policy_spec import PolicySpec
 from scaler.signals import (
+    ADMISSION_REJECTIONS,
     GENERATION_TOKENS,
     ITL,
     KV,
     PREEMPTIONS,
     PROMPT_TOKENS,
     RUNNING,
+    SLEEP_STATE,
     TTFT,
     WAITING,
+    WAITING_BY_REASON,
     PodSignals,
     PoolWindow,
 )
 
 _LEARN_RATE = 0.3  # weight of a new observation in the learned per-pod capacity
+_REFUSED_WAIT = 1.0  # seconds a refused request counts as waiting when the trigger has no TTFT target
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +97,7 @@ class Decision:
     in_panic: bool
     pods: tuple[PodSignals, ...]
     notes: tuple[str, ...] = ()
+    asleep_pods: int = 0  # held on top of the demand: neither capacity nor idle
     ttft: float | None = None  # observed quantile over the stable window
     itl: float | None = None
     activation_value: float | None = None
@@ -94,14 +108,14 @@ def pool_metrics(spec: PolicySpec) -> tuple[str, ...]:
     """The vLLM metrics this spec's signals read (learning capacity needs the queue and the rates)."""
     names: list[str] = []
     if spec.phase in ("decode", "unified"):
-        names += [RUNNING, KV, PREEMPTIONS, GENERATION_TOKENS, WAITING]
+        names += [RUNNING, KV, PREEMPTIONS, GENERATION_TOKENS, WAITING, WAITING_BY_REASON]
         if spec.itl is not None:
             names.append(ITL)
     if spec.phase in ("prefill", "unified"):
-        names += [WAITING, PROMPT_TOKENS]
+        names += [WAITING, WAITING_BY_REASON, PROMPT_TOKENS, ADMISSION_REJECTIONS]
         if spec.ttft is not None:
             names.append(TTFT)
-    return tuple(dict.fromkeys(names))
+    return tuple(dict.fromkeys([*names, SLEEP_STATE]))
 
 
 def replicas_for(figure: float) -> int:
@@ -125,7 +139,7 @@ def _decode_signals(spec: PolicySpec, pool: PoolWindow, state: PolicyState) -> l
         # is full at max_num_seqs would otherwise hide the demand behind it.
         total = pool.total("running") + pool.total("waiting")
         peak = pool.total("running_peak") + pool.total("waiting_peak")
-        detail = f"running+waiting {total:.1f} at {spec.target_running:g}/pod"
+        detail = f"running+waiting{_waiting_source(pool)} {total:.1f} at {spec.target_running:g}/pod"
         out.append(Signal("running", total / spec.target_running, peak / spec.target_running, detail))
     kv_pods = pool.reporting("kv")
     if kv_pods:
@@ -145,33 +159,73 @@ def _decode_signals(spec: PolicySpec, pool: PoolWindow, state: PolicyState) -> l
         out.append(Signal("decode_tokens", demand / capacity, demand / capacity, detail))
     if spec.itl is not None:
         observed = pool.itl.quantile(spec.itl_quantile)
-        out += _latency_correction("itl", observed, spec.itl, spec.itl_quantile, len(pool.pods), spec)
+        out += _latency_correction("itl", observed, spec.itl, spec.itl_quantile, len(pool.serving), spec)
     return out
 
 
 def _prefill_signals(spec: PolicySpec, pool: PoolWindow, state: PolicyState) -> list[Signal]:
     out: list[Signal] = []
+    refused = pool.total("rejection_rate")  # requests/s refused at admission: demand the queue never held
     if pool.reporting("waiting"):
         total, peak = pool.total("waiting"), pool.total("waiting_peak")
-        detail = f"waiting {total:.1f} at {spec.target_waiting:g}/pod"
-        out.append(Signal("waiting", total / spec.target_waiting, peak / spec.target_waiting, detail))
+        wait = spec.ttft if spec.ttft is not None else _REFUSED_WAIT
+        extra = refused * wait
+        detail = f"waiting{_waiting_source(pool)} {total:.1f}"
+        if extra:
+            detail += f" + {extra:.1f} refused ({refused:.2f}/s x {wait:g}s)"
+        detail += f" at {spec.target_waiting:g}/pod"
+        target = spec.target_waiting
+        out.append(Signal("waiting", (total + extra) / target, (peak + extra) / target, detail))
     capacity, learned = _capacity(spec.prefill_capacity, state.prefill_capacity)
     if capacity and pool.reporting("prompt_rate"):
         rate = pool.total("prompt_rate")
-        backlog = backlog_peak = 0.0
+        backlog = backlog_peak = refused_tokens = 0.0
         requests = pool.total("requests_rate")
-        if spec.ttft is not None and requests > 0:
+        if requests > 0:
             per_request = rate / requests  # mean prompt length over the window
-            backlog = pool.total("waiting") * per_request / spec.ttft
-            backlog_peak = pool.total("waiting_peak") * per_request / spec.ttft
-        detail = f"prompt {rate + backlog:.0f} tok/s at {capacity:.0f}/pod{' (learned)' if learned else ''}"
+            refused_tokens = refused * per_request
+            if spec.ttft is not None:
+                backlog = pool.total("waiting") * per_request / spec.ttft
+                backlog_peak = pool.total("waiting_peak") * per_request / spec.ttft
+        demand = rate + backlog + refused_tokens
+        detail = f"prompt {demand:.0f} tok/s at {capacity:.0f}/pod{' (learned)' if learned else ''}"
         if backlog:
             detail += f", incl. backlog {backlog:.0f} tok/s to drain in {spec.ttft:g}s"
-        out.append(Signal("prefill_tokens", (rate + backlog) / capacity, (rate + backlog_peak) / capacity, detail))
+        if refused_tokens:
+            detail += f", incl. refused {refused_tokens:.0f} tok/s"
+        peak_demand = rate + backlog_peak + refused_tokens
+        out.append(Signal("prefill_tokens", demand / capacity, peak_demand / capacity, detail))
     if spec.ttft is not None:
         observed = pool.ttft.quantile(spec.ttft_quantile)
-        out += _latency_correction("ttft", observed, spec.ttft, spec.ttft_quantile, len(pool.pods), spec)
+        out += _latency_correction("ttft", observed, spec.ttft, spec.ttft_quantile, len(pool.serving), spec)
     return out
+
+
+def _waiting_source(pool: PoolWindow) -> str:
+    """' (capacity)' when pods count only their capacity queue (num_requests_waiting_by_reason)."""
+    reporting = pool.reporting("waiting")
+    split = sum(p.waiting_by_reason for p in reporting)
+    if not split:
+        return ""
+    return " (capacity)" if split == len(reporting) else f" (capacity on {split}/{len(reporting)} pods)"
+
+
+def waiting_note(pool: PoolWindow) -> str | None:
+    """Which waiting figure each pod gave: the capacity queue, or the whole num_requests_waiting."""
+    reporting = pool.reporting("waiting")
+    if not reporting:
+        return None
+    split = [p for p in reporting if p.waiting_by_reason]
+    if not split:
+        return f"waiting: num_requests_waiting on {len(reporting)} pods (none reports num_requests_waiting_by_reason)"
+    deferred = math.fsum(p.waiting_deferred or 0.0 for p in split)
+    note = (
+        f'waiting: num_requests_waiting_by_reason{{reason="capacity"}} on {len(split)} of {len(reporting)} pods, '
+        f"leaving out {deferred:.1f} deferred (LoRA budget, KV transfer)"
+    )
+    if len(split) < len(reporting):
+        note += f"; num_requests_waiting on the other {len(reporting) - len(split)}"
+    return note
 
 
 def _capacity(configured: float | None, learned: float | None) -> tuple[float | None, bool]:
@@ -190,7 +244,7 @@ def _latency_correction(
 
 def learn_capacity(state: PolicyState, pool: PoolWindow) -> tuple[PolicyState, list[str]]:
     """Learn per-pod token throughput from pods that had a queue (they were running flat out)."""
-    saturated = [p for p in pool.pods.values() if (p.waiting or 0.0) >= 1.0]
+    saturated = [p for p in pool.serving if (p.waiting or 0.0) >= 1.0]
     prefill, prefill_note = _learn(state.prefill_capacity, [p.prompt_rate for p in saturated], "prefill")
     decode, decode_note = _learn(state.decode_capacity, [p.generation_rate for p in saturated], "decode")
     notes = [n for n in (prefill_note, decode_note) if n]
@@ -222,7 +276,13 @@ def recommend(
         notes.append("prefill capacity not learned yet (no pod has had a queue)")
     if spec.decode_capacity is None and state.decode_capacity is None and spec.phase != "prefill":
         notes.append("decode capacity not learned yet (no pod has had a queue)")
-    pods = len(stable.pods)
+    waiting = waiting_note(stable)
+    if waiting:
+        notes.append(waiting)
+    pods = len(stable.serving)
+    asleep = len(stable.asleep)
+    if asleep:
+        notes.append(f"{asleep} pods asleep (engine_sleep_state): not capacity, not idle; held on top of the demand")
     stable_figures = window_figures(spec, stable, state)
     panic_figures = window_figures(spec, panic, state)
     want_stable = replicas_for(stable_figures.demand)
@@ -250,6 +310,9 @@ def recommend(
         if replicas > cap:
             replicas = cap
             qualifiers.append(f"capped at {spec.max_scale_up_rate:g}x {pods} pods")
+    if asleep:
+        replicas += asleep
+        qualifiers.append(f"holds {asleep} asleep")
 
     pool_replicas = None
     if spec.primary_max_replicas is not None:
@@ -274,7 +337,8 @@ def recommend(
     state = replace(state, last_replicas=replicas)
     if pods:
         state = replace(state, seen_replicas=replicas)
-    reason = f"{spec.phase}: {top.detail if top else 'no load signals'} -> {replicas}"
+    idle = "no pod awake" if asleep and not pods else "no load signals"
+    reason = f"{spec.phase}: {top.detail if top else idle} -> {replicas}"
     if qualifiers:
         reason += f" ({'; '.join(qualifiers)})"
     decision = Decision(
@@ -287,6 +351,7 @@ def recommend(
         in_panic=in_panic,
         pods=tuple(sorted(stable.pods.values(), key=lambda p: p.pod)),
         notes=tuple(notes),
+        asleep_pods=asleep,
         ttft=stable.ttft.quantile(spec.ttft_quantile),
         itl=stable.itl.quantile(spec.itl_quantile),
         activation_value=activation_value,

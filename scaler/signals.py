@@ -3,6 +3,7 @@
 Engines (the `engine` label, several per pod under data parallelism) are summed within a pod, except
 KV-cache usage, which takes the fullest engine. Gauges give the window's mean and peak; counters a
 per-second rate; latency histograms their bucket increases, merged over the pool for quantiles.
+Which vLLM metrics these are, and how they changed between versions: docs/vllm-metrics.md.
 """
 
 from __future__ import annotations
@@ -25,7 +26,26 @@ GENERATION_TOKENS = "vllm:generation_tokens"
 PREEMPTIONS = "vllm:num_preemptions"
 TTFT = "vllm:time_to_first_token_seconds"
 ITL = "vllm:inter_token_latency_seconds"
-POOL_METRICS = (RUNNING, WAITING, KV, PROMPT_TOKENS, GENERATION_TOKENS, PREEMPTIONS, TTFT, ITL)
+WAITING_BY_REASON = "vllm:num_requests_waiting_by_reason"  # reason="capacity" | "deferred"
+SLEEP_STATE = "vllm:engine_sleep_state"  # sleep_state="awake" | "weights_offloaded" | "discard_all"
+ADMISSION_REJECTIONS = "vllm:admission_rejections"  # a counter, stored without `_total`
+POOL_METRICS = (
+    RUNNING,
+    WAITING,
+    WAITING_BY_REASON,
+    KV,
+    PROMPT_TOKENS,
+    GENERATION_TOKENS,
+    PREEMPTIONS,
+    TTFT,
+    ITL,
+    ADMISSION_REJECTIONS,
+    SLEEP_STATE,
+)
+# Metrics that describe a pod reporting load and never make one alone: a pod seen only through them
+# would count as reporting with no load, and its "zero" would answer 0 for a pool we know nothing of.
+ANNOTATIONS = frozenset({ADMISSION_REJECTIONS, SLEEP_STATE})
+_SLEEP_LEVELS = frozenset({"weights_offloaded", "discard_all"})
 
 
 @dataclass(slots=True)
@@ -35,15 +55,19 @@ class PodSignals:
     pod: str
     running: float | None = None
     running_peak: float | None = None
-    waiting: float | None = None
+    waiting: float | None = None  # the queue that wants capacity (see `waiting_by_reason`)
     waiting_peak: float | None = None
+    waiting_by_reason: bool = False  # waiting is num_requests_waiting_by_reason{reason="capacity"}
+    waiting_deferred: float | None = None  # reason="deferred" (LoRA budget, KV transfer): not counted
     kv: float | None = None
     kv_peak: float | None = None
     prompt_rate: float | None = None
     generation_rate: float | None = None
     preemption_rate: float | None = None
     requests_rate: float | None = None  # first tokens per second (TTFT observations)
-    age: float = math.inf  # seconds since the pod's newest sample
+    rejection_rate: float | None = None  # requests refused at admission per second
+    asleep: bool = False  # every engine says so in engine_sleep_state
+    age: float = math.inf  # seconds since the pod's newest load sample
 
 
 @dataclass(slots=True)
@@ -81,11 +105,20 @@ class PoolWindow:
     matched_series: int = 0  # fresh or stale: tells "never seen" from "gone quiet"
     newest_age: float | None = None
 
+    @property
+    def serving(self) -> list[PodSignals]:
+        """The pods whose engines are awake: the only ones whose load and capacity mean anything."""
+        return [p for p in self.pods.values() if not p.asleep]
+
+    @property
+    def asleep(self) -> list[PodSignals]:
+        return [p for p in self.pods.values() if p.asleep]
+
     def total(self, name: str) -> float:
-        return math.fsum(v for p in self.pods.values() if (v := getattr(p, name)) is not None)
+        return math.fsum(v for p in self.serving if (v := getattr(p, name)) is not None)
 
     def reporting(self, name: str) -> list[PodSignals]:
-        return [p for p in self.pods.values() if getattr(p, name) is not None]
+        return [p for p in self.serving if getattr(p, name) is not None]
 
 
 def read_pool(
@@ -108,11 +141,17 @@ def read_pools(
     stale_after: float,
     metrics: Iterable[str] = POOL_METRICS,
 ) -> list[PoolWindow]:
-    """The same pool read over several windows in one pass over its series."""
+    """The same pool read over several windows in one pass over its series.
+
+    The waiting split is read before the total it splits, so a pod that reports
+    `num_requests_waiting_by_reason` has its `reason="capacity"` figure used instead (per pod: one
+    without it keeps `num_requests_waiting`); annotations are read last, onto the pods already found.
+    """
     pools = [PoolWindow(w) for w in windows]
     matched = 0
     newest: float | None = None
-    for name in metrics:
+    sleeping: dict[str, dict[str, bool]] = {}  # pod -> engine -> asleep
+    for name in sorted(metrics, key=_read_order):
         for series in store.select(name, selector):
             matched += 1
             if not series.has_data():
@@ -121,19 +160,51 @@ def read_pools(
             newest = last if newest is None else max(newest, last)
             if series.ended or now - last > stale_after:
                 continue
+            if name == SLEEP_STATE:
+                _read_sleep(sleeping.setdefault(series.pod, {}), series)
+                continue
             for pool in pools:
                 pod = pool.pods.get(series.pod)
                 if pod is None:
+                    if name in ANNOTATIONS:
+                        continue
                     pod = pool.pods[series.pod] = PodSignals(series.pod)
-                pod.age = min(pod.age, now - last)
+                if name not in ANNOTATIONS:
+                    pod.age = min(pod.age, now - last)
                 _read_series(pool, pod, name, series, now - pool.window)
     for pool in pools:
         pool.matched_series = matched
         pool.newest_age = None if newest is None else now - newest
+        for pod in pool.pods.values():
+            engines = sleeping.get(pod.pod, {})
+            pod.asleep = bool(engines) and all(engines.values())
     return pools
 
 
-_RATES = {PROMPT_TOKENS: "prompt_rate", GENERATION_TOKENS: "generation_rate", PREEMPTIONS: "preemption_rate"}
+def _read_order(name: str) -> int:
+    return 0 if name == WAITING_BY_REASON else 2 if name in ANNOTATIONS else 1
+
+
+def _read_sleep(engines: dict[str, bool], series: Series) -> None:
+    """An engine sleeps when its `awake` series is 0 now, or a sleep level's is 1 (vLLM sets all three)."""
+    state = series.label_map.get("sleep_state", "")
+    value = series.last()
+    if state == "awake":
+        asleep = value < 0.5
+    elif state in _SLEEP_LEVELS:
+        asleep = value >= 0.5
+    else:
+        return
+    engine = series.label_map.get("engine", "")
+    engines[engine] = engines.get(engine, False) or asleep
+
+
+_RATES = {
+    PROMPT_TOKENS: "prompt_rate",
+    GENERATION_TOKENS: "generation_rate",
+    PREEMPTIONS: "preemption_rate",
+    ADMISSION_REJECTIONS: "rejection_rate",
+}
 
 
 def _read_series(pool: PoolWindow, pod: PodSignals, name: str, series: Series, since: float) -> None:
@@ -163,6 +234,14 @@ def _read_series(pool: PoolWindow, pod: PodSignals, name: str, series: Series, s
     elif name == RUNNING:
         pod.running = (pod.running or 0.0) + mean
         pod.running_peak = (pod.running_peak or 0.0) + peak
-    elif name == WAITING:
+    elif name == WAITING and not pod.waiting_by_reason:  # the split, read first, supersedes the total
         pod.waiting = (pod.waiting or 0.0) + mean
         pod.waiting_peak = (pod.waiting_peak or 0.0) + peak
+    elif name == WAITING_BY_REASON:
+        reason = series.label_map.get("reason")
+        if reason == "capacity":
+            pod.waiting_by_reason = True
+            pod.waiting = (pod.waiting or 0.0) + mean
+            pod.waiting_peak = (pod.waiting_peak or 0.0) + peak
+        elif reason == "deferred":
+            pod.waiting_deferred = (pod.waiting_deferred or 0.0) + mean

@@ -21,7 +21,7 @@ from typing import Any
 
 import grpc
 
-from scaler.durations import parse_duration
+from scaler.durations import duration_argument
 from scaler.sim.fleet_server import FleetOptions, LiveFleet
 from scaler.sim.fleet_spec import FleetSpec, PoolSpec
 from scaler.sim.keda import KedaHpaEmulator, ScaledObject, Trigger
@@ -29,11 +29,12 @@ from scaler.sim.keda_grpc import GrpcScaler, run_emulator
 from scaler.sim.pod import ROLES, PodIdentity
 from scaler.sim.pod_server import PodConfig, PodServer
 from scaler.sim.profiles import DEFAULT_PROFILE, PROFILES, HardwareProfile, profile_named
-from scaler.sim.vllm_metrics import MetricNaming
+from scaler.sim.vllm_metrics import MetricNaming, vllm_version
 
 
 def _duration(text: str) -> float:
-    return parse_duration(text)
+    """argparse `type=`: its message, not argparse's "invalid _duration value", reaches the user."""
+    return duration_argument(text)
 
 
 def _profile(text: str) -> HardwareProfile:
@@ -55,14 +56,27 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--otlp-protocol", choices=("grpc", "http"), default="grpc")
     parser.add_argument("--export-interval", type=_duration, default=1.0, help="OTLP push period [1s]")
     parser.add_argument("--dotted-names", action="store_true", help="push vllm.x instead of vllm:x")
-    parser.add_argument("--legacy-names", action="store_true", help="gpu_cache_usage_perc, time_per_output_token")
+    parser.add_argument(
+        "--vllm-version",
+        type=_vllm_version,
+        default="0.33",
+        help="export as this vLLM did: 0.33 [default], 0.10 or legacy (both KV-cache names), 0.6",
+    )
+    parser.add_argument("--legacy-names", action="store_true", help="the same as --vllm-version 0.6")
     parser.add_argument("--output-median", type=float, default=256.0, help="median reply length in tokens [256]")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
 
 
 def _naming(args: argparse.Namespace) -> MetricNaming:
-    return MetricNaming(dotted=args.dotted_names, legacy=args.legacy_names)
+    return MetricNaming(dotted=args.dotted_names, version="0.6" if args.legacy_names else args.vllm_version)
+
+
+def _vllm_version(text: str) -> str:
+    try:
+        return vllm_version(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def pod_parser() -> argparse.ArgumentParser:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from scaler.sim.histogram import Histogram
 from scaler.sim.profiles import HardwareProfile
-from scaler.sim.vllm_metrics import ITL_BUCKETS, REQUEST_LATENCY_BUCKETS, TTFT_BUCKETS
+from scaler.sim.vllm_metrics import ITERATION_TOKENS_BUCKETS, ITL_BUCKETS, REQUEST_LATENCY_BUCKETS, TTFT_BUCKETS
 
 _EPS = 1e-9
 
@@ -75,6 +75,7 @@ class EngineStats:
     generation_tokens: int = 0
     preemptions: int = 0
     finished: Counter[str] = field(default_factory=Counter)  # finished_reason -> requests
+    iteration_tokens: Histogram = field(default_factory=lambda: Histogram(ITERATION_TOKENS_BUCKETS))
     ttft: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS))
     itl: Histogram = field(default_factory=lambda: Histogram(ITL_BUCKETS))
     e2e: Histogram = field(default_factory=lambda: Histogram(REQUEST_LATENCY_BUCKETS))
@@ -248,7 +249,18 @@ class Engine:
 
     @property
     def waiting(self) -> int:
+        """vLLM's num_requests_waiting: the queue plus the requests deferred for their KV transfer."""
         return len(self._waiting) + len(self._pending)
+
+    @property
+    def waiting_for_capacity(self) -> int:
+        """num_requests_waiting_by_reason{reason="capacity"}: queued for a batch slot, tokens or KV."""
+        return len(self._waiting)
+
+    @property
+    def waiting_deferred(self) -> int:
+        """reason="deferred": remote KV still in transit (vLLM's WAITING_FOR_REMOTE_KVS)."""
+        return len(self._pending)
 
     @property
     def outstanding(self) -> int:
@@ -383,6 +395,7 @@ class Engine:
     def _complete(self, plan: _Plan, steps: int) -> None:
         end = plan.start + steps * plan.duration
         stats = self.stats
+        tokens_before = stats.prompt_tokens + stats.generation_tokens
         self._d += steps
         stats.generation_tokens += plan.decoders * steps
         stats.itl.observe(plan.duration, (plan.decoders - len(plan.joins)) * steps)
@@ -402,6 +415,12 @@ class Engine:
                 self._outbox.append(self._finish(req, end, "abort"))
         self._aborting.clear()
         self._t = end
+        # vLLM observes prompt (of requests whose prefill completed) plus generated tokens per step;
+        # a run of several steps is decode-only, each step one token per decoder.
+        if steps > 1:
+            stats.iteration_tokens.observe(plan.decoders, steps)
+        else:
+            stats.iteration_tokens.observe(stats.prompt_tokens + stats.generation_tokens - tokens_before)
 
     def _prefill_done(self, req: _Req, end: float) -> None:
         self._prefilling.remove(req)

@@ -7,6 +7,7 @@ A custom Collector on a private CollectorRegistry yields the snapshot's families
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -22,16 +23,16 @@ class SnapshotCollector(Collector):
 
     def __init__(self, source: Callable[[], PodSnapshot], naming: MetricNaming = DEFAULT_NAMING) -> None:
         self.source = source
-        self.naming = MetricNaming(dotted=False, legacy=naming.legacy)  # Prometheus names use `vllm:`
+        self.naming = replace(naming, dotted=False)  # Prometheus names use `vllm:`
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self.source()
-        for family in snapshot.families:
+        for family in self.naming.families(snapshot):
             yield self._family(family, snapshot.created)
 
     def _family(self, family: Family, created: float) -> Metric:
         info = family.info
-        name, text = self.naming.base(info), self.naming.help(info)
+        name, text = self.naming.base(info), info.help
         label_names = [k for k, _ in family.points[0].labels] if family.points else []
         metric: GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily
         if info.kind == "gauge":

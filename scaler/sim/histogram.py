@@ -23,6 +23,16 @@ class HistogramValue:
             out.append(("+Inf" if bound == float("inf") else repr(float(bound)), float(running)))
         return out
 
+    def rebucketed(self, bounds: Sequence[float]) -> HistogramValue:
+        """The same observations under coarser `bounds`, each one of ours: exact, no interpolation."""
+        bounds = tuple(float(b) for b in bounds)
+        if not set(bounds) <= set(self.bounds):
+            raise ValueError(f"bounds {bounds} are not a subset of {self.bounds}")
+        counts = [0] * (len(bounds) + 1)
+        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            counts[bisect_left(bounds, bound)] += n
+        return HistogramValue(bounds, tuple(counts), self.total, self.count)
+
     def mean(self) -> float:
         return self.total / self.count if self.count else 0.0
 

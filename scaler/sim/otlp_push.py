@@ -129,7 +129,7 @@ def pod_metrics(snapshot: PodSnapshot, naming: MetricNaming = DEFAULT_NAMING) ->
     """A simulated pod's snapshot as a sidecar sends it: k8s resource attributes, vLLM point labels."""
     resource = {**_SCRAPE_TARGET, **snapshot.resource()}
     out = PodMetrics(resource, start_ns=int(snapshot.created * 1e9))
-    for family in snapshot.families:
+    for family in naming.families(snapshot):
         name = naming.wire(family.info)
         for point in family.points:
             attributes = dict(point.labels)

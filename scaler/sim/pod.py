@@ -106,14 +106,29 @@ class SimPod:
             for labels, engine in per_engine
             for reason in vm.FINISHED_REASONS
         )
+        by_reason = tuple(
+            vm.Point((*labels, ("reason", reason)), float(count))
+            for labels, engine in per_engine
+            for reason, count in zip(
+                vm.WAITING_REASONS, (engine.waiting_for_capacity, engine.waiting_deferred), strict=True
+            )
+        )
+        sleep = tuple(  # the simulated engines never sleep
+            vm.Point((*labels, ("sleep_state", state)), 1.0 if state == "awake" else 0.0)
+            for labels, _ in per_engine
+            for state in vm.SLEEP_STATES
+        )
         families = (
             vm.Family(vm.RUNNING, points(lambda e: float(e.running))),
             vm.Family(vm.WAITING, points(lambda e: float(e.waiting))),
+            vm.Family(vm.WAITING_BY_REASON, by_reason),
+            vm.Family(vm.SLEEP_STATE, sleep),
             vm.Family(vm.KV_USAGE, points(lambda e: e.kv_usage())),
             vm.Family(vm.PROMPT_TOKENS, points(lambda e: float(e.stats.prompt_tokens))),
             vm.Family(vm.GENERATION_TOKENS, points(lambda e: float(e.stats.generation_tokens))),
             vm.Family(vm.PREEMPTIONS, points(lambda e: float(e.stats.preemptions))),
             vm.Family(vm.REQUEST_SUCCESS, success),
+            vm.Family(vm.ITERATION_TOKENS, histograms(lambda e: e.stats.iteration_tokens)),
             vm.Family(vm.TTFT, histograms(lambda e: e.stats.ttft)),
             vm.Family(vm.ITL, histograms(lambda e: e.stats.itl)),
             vm.Family(vm.E2E, histograms(lambda e: e.stats.e2e)),

@@ -15,7 +15,11 @@ ITL_BOUNDS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0
 class FakePod:
     """A pod whose gauges are set directly and whose counters advance at the given per-engine rates.
 
-    Each request's TTFT and ITL land in the bucket holding the current `ttft` / `itl` value.
+    Each request's TTFT and ITL land in the bucket holding the current `ttft` / `itl` value. vLLM
+    0.33's extras are off unless set: `deferred` adds `num_requests_waiting_by_reason` (capacity being
+    `waiting - deferred`, as `waiting` counts both), `asleep` adds `engine_sleep_state`, and
+    `rejection_rate` adds the pod-wide (no `engine` label) `admission_rejections` counter. `only`
+    limits the pod to those metric names.
     """
 
     name: str
@@ -32,6 +36,10 @@ class FakePod:
     requests_rate: float = 0.0  # first tokens per second per engine
     ttft: float = 0.05
     itl: float = 0.02
+    deferred: float | None = None  # per engine, of `waiting`
+    asleep: bool | None = None
+    rejection_rate: float | None = None  # requests refused per second, for the whole pod
+    only: frozenset[str] | None = None
     totals: dict[str, float] = field(default_factory=dict)
     buckets: dict[str, list[float]] = field(default_factory=dict)
     last: float | None = None
@@ -44,6 +52,7 @@ class FakePod:
             "generation": self.generation_rate,
             "preemptions": self.preemption_rate,
             "requests": self.requests_rate,
+            "rejections": self.rejection_rate or 0.0,
         }
         new_requests = self.requests_rate * elapsed
         for key, rate in rates.items():
@@ -63,6 +72,23 @@ class FakePod:
                 self._histogram("vllm:time_to_first_token_seconds", labels, "ttft", TTFT_BOUNDS),
                 self._histogram("vllm:inter_token_latency_seconds", labels, "itl", ITL_BOUNDS),
             ]
+            out += self._vllm033(labels)
+        if self.rejection_rate is not None:
+            labels = self._labels(None, reason="max_num_queued_reqs")
+            out.append(Sample("vllm:admission_rejections", labels, Kind.COUNTER, self.totals["rejections"]))
+        return [s for s in out if self.only is None or s.name in self.only]
+
+    def _vllm033(self, labels: Labels) -> list[Sample]:
+        out: list[Sample] = []
+        if self.deferred is not None:
+            for reason, value in (("capacity", self.waiting - self.deferred), ("deferred", self.deferred)):
+                by_reason = tuple(sorted((*labels, ("reason", reason))))
+                out.append(Sample("vllm:num_requests_waiting_by_reason", by_reason, Kind.GAUGE, value))
+        if self.asleep is not None:
+            states = {"awake": not self.asleep, "weights_offloaded": self.asleep, "discard_all": False}
+            for state, on in states.items():
+                state_labels = tuple(sorted((*labels, ("sleep_state", state))))
+                out.append(Sample("vllm:engine_sleep_state", state_labels, Kind.GAUGE, float(on)))
         return out
 
     def _observe(self, key: str, bounds: tuple[float, ...], value: float, count: float) -> None:
@@ -76,13 +102,14 @@ class FakePod:
         histogram = Histogram(count, self.totals[key + "_sum"], bounds, buckets)
         return Sample(name, labels, Kind.HISTOGRAM, count, histogram=histogram)
 
-    def _labels(self, engine: int) -> Labels:
+    def _labels(self, engine: int | None, **extra: str) -> Labels:
         labels = {
             "k8s.pod.name": self.name,
             "k8s.namespace.name": self.namespace,
             "k8s.deployment.name": self.deployment,
             "model_name": "llama",
-            "engine": str(engine),
+            **({} if engine is None else {"engine": str(engine)}),
+            **extra,
             **self.labels,
         }
         return tuple(sorted(labels.items()))

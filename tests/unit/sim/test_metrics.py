@@ -64,7 +64,7 @@ def test_exposition_has_vllm_names_help_texts_and_bucket_bounds() -> None:
 
 
 def test_legacy_names_use_the_older_vllm_spelling() -> None:
-    text = render(busy_pod().snapshot(), vm.MetricNaming(legacy=True)).decode()
+    text = render(busy_pod().snapshot(), vm.MetricNaming(version="0.6")).decode()
     assert "# HELP vllm:gpu_cache_usage_perc GPU KV-cache usage. 1 means 100 percent usage." in text
     assert "vllm:time_per_output_token_seconds_bucket" in text and "kv_cache_usage_perc" not in text
 
@@ -83,7 +83,7 @@ def test_otlp_carries_the_pod_identity_and_colon_or_dotted_names() -> None:
 
 def test_fast_samples_equal_what_the_receiver_decodes() -> None:
     snapshots = [busy_pod(engines=2).snapshot(), busy_pod(name="p-2").snapshot()]
-    for naming in (vm.MetricNaming(), vm.MetricNaming(dotted=True), vm.MetricNaming(legacy=True)):
+    for naming in (vm.MetricNaming(), vm.MetricNaming(dotted=True), vm.MetricNaming(version="0.6")):
 
         def key(s: object) -> tuple[str, tuple[tuple[str, str], ...]]:
             return (s.name, s.labels)  # type: ignore[attr-defined]
