@@ -21,7 +21,7 @@ from scaler.admission import Limits
 from scaler.changes import Changes
 from scaler.externalscaler import externalscaler_pb2
 from scaler.keda_service import KedaService, add_keda_service
-from scaler.ops import ops_app
+from scaler.ops import DebugAccess, ops_app
 from scaler.ratelimit import PushRateLimiter
 from scaler.receivers import Ingest, PushPolicy, add_otlp_grpc, otlp_http_app
 from scaler.selfmetrics import SelfMetrics
@@ -56,6 +56,7 @@ class Scaler:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _health: Any = None  # grpc_health's asyncio HealthServicer (its stubs predate grpc.aio)
     _changes: Changes = field(default_factory=Changes)
+    debug_access: DebugAccess = field(default_factory=DebugAccess)
 
     async def stop(self) -> None:
         """Stop accepting, end StreamIsActive streams with OK, and finish in-flight calls within grace."""
@@ -92,6 +93,15 @@ def push_policy(settings: Settings) -> PushPolicy:
     )
 
 
+def debug_access(settings: Settings) -> DebugAccess:
+    """Who may read /debug/*; a bad ops token file stops start-up."""
+    try:
+        tokens = TokenFile(settings.ops_token_file) if settings.ops_token_file else None
+    except TokenFileError as exc:
+        raise SettingsError(f"--ops-token-file: {exc}") from None
+    return DebugAccess(tokens, settings.isolate_namespaces)
+
+
 def tls_files(settings: Settings) -> TlsFiles | None:
     if settings.tls_cert is None or settings.tls_key is None:
         return None
@@ -112,10 +122,12 @@ async def start(settings: Settings, clock: Callable[[], float] = time.monotonic)
         warmup_until=clock() + settings.warmup,
         isolate=settings.isolate_namespaces,
         policy_refresh=POLICY_REFRESH,
+        max_triggers=settings.max_triggers,
     )
     registry = CollectorRegistry()
     metrics = SelfMetrics(registry, store, triggers, clock, settings.stale_after)
     scaler = Scaler(settings, store, triggers, registry, metrics, tls=tls, push=policy)
+    scaler.debug_access = debug_access(settings)
     ingest = Ingest(store, metrics, clock, scaler._changes, policy)
 
     options = [("grpc.max_receive_message_length", settings.max_request_bytes)]
@@ -141,7 +153,10 @@ async def start(settings: Settings, clock: Callable[[], float] = time.monotonic)
 
     http_apps = {
         "otlp-http": (otlp_http_app(ingest), settings.otlp_http_port),
-        "http": (ops_app(registry, store, triggers, clock, settings.stale_after, scaler.ready), settings.http_port),
+        "http": (
+            ops_app(registry, store, triggers, clock, settings.stale_after, scaler.ready, scaler.debug_access),
+            settings.http_port,
+        ),
     }
     for name, (app, port) in http_apps.items():
         ssl_context = tls.ssl_context() if tls is not None and name == "otlp-http" else None  # ops stays plain
@@ -193,8 +208,9 @@ async def _housekeeping(scaler: Scaler, clock: Callable[[], float]) -> None:
                     await asyncio.sleep(0)  # let calls and pushes in between slices
                 last_sweep = now
             scaler.triggers.expire(now)
-            if scaler.push.tokens is not None:
-                scaler.push.tokens.refresh()
+            for tokens in (scaler.push.tokens, scaler.debug_access.tokens):
+                if tokens is not None:
+                    tokens.refresh()
             if scaler.tls is not None:
                 scaler.tls.refresh()
             scaler.push.limiter.forget_idle(now)

@@ -7,8 +7,10 @@
     │   └── InvalidTrigger      scalerMetadata with an unknown key or a bad value
     ├── UnsupportedMediaType    INVALID_ARGUMENT / 415
     ├── LimitExceeded           RESOURCE_EXHAUSTED / 413: a request over a size or count limit
-    │   └── RateLimited         RESOURCE_EXHAUSTED / 429: a sender over its push rate
+    │   └── RateLimited         RESOURCE_EXHAUSTED / 429: a sender over its push rate, retry after a while
+    │       └── Overloaded      the receivers already hold --max-inflight-bytes of request bodies
     ├── Unauthenticated         UNAUTHENTICATED / 401
+    ├── PermissionDenied        PERMISSION_DENIED / 403: an endpoint this configuration turns off
     ├── NotFound                NOT_FOUND / 404
     └── StaleData               UNAVAILABLE / 503: answering would mean guessing
         ├── WarmingUp           no data yet, and the scaler has only just started
@@ -66,9 +68,18 @@ class RateLimited(LimitExceeded):
         self.retry_after = retry_after
 
 
+class Overloaded(RateLimited):
+    """Request bodies being read or decoded already fill --max-inflight-bytes: refused at once, retry soon."""
+
+
 class Unauthenticated(ScalerError):
     grpc_code = "UNAUTHENTICATED"
     http_status = 401
+
+
+class PermissionDenied(ScalerError):
+    grpc_code = "PERMISSION_DENIED"
+    http_status = 403
 
 
 class NotFound(ScalerError):

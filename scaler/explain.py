@@ -16,7 +16,7 @@ from dataclasses import asdict
 from typing import Any
 
 from scaler.errors import InvalidTrigger, ScalerError
-from scaler.names import canonical_name
+from scaler.names import canonical_name, label_value
 from scaler.policy import Decision, WindowFigures, pool_metrics
 from scaler.policy_spec import PolicySpec
 from scaler.query import QueryResult, select
@@ -36,12 +36,17 @@ def age(now: float, then: float) -> float:
     return round(max(0.0, now - then), 3)
 
 
-def describe_series(store: Store, metric: str, now: float, stale_after: float, limit: int) -> dict[str, Any]:
+def describe_series(
+    store: Store, metric: str, now: float, stale_after: float, limit: int, namespace: str | None = None
+) -> dict[str, Any]:
+    """The stored series of a metric; with `namespace`, only that namespace's."""
     name = canonical_name(metric)
     rows: list[dict[str, Any]] = []
     for series in store.series_named(name):
         if len(rows) >= limit:
             break
+        if namespace is not None and label_value(series.label_map, "namespace") != namespace:
+            continue
         rows.append(
             {
                 "labels": series.label_map,
@@ -81,14 +86,19 @@ def describe_result(result: QueryResult | None, now: float | None = None) -> dic
 
 
 def preview_query(
-    store: Store, params: Mapping[str, str], now: float, stale_after: float, warmup_until: float = 0.0
+    store: Store,
+    params: Mapping[str, str],
+    now: float,
+    stale_after: float,
+    warmup_until: float = 0.0,
+    namespace: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate query-trigger metadata given as parameters, under a new trigger's no-data rules (warm-up,
-    missing labels); errors are reported, not raised."""
+    missing labels); errors are reported, not raised. With `namespace`, confined to it as isolation does."""
     metadata = dict(params)
     metadata.setdefault("targetValue", "1")
     try:
-        spec = parse_trigger(metadata)
+        spec = parse_trigger(metadata, namespace or "", isolate=namespace is not None)
         if isinstance(spec, PolicySpec):
             raise InvalidTrigger("/debug/query evaluates query triggers; see /debug/scaledobjects for policies")
         window = spec.window if spec.window is not None else store.retention
@@ -191,6 +201,8 @@ def describe_trigger(state: TriggerState, now: float, store: Store | None = None
     return common
 
 
-def describe_triggers(triggers: Triggers, now: float) -> dict[str, Any]:
-    items = sorted(triggers.states(), key=lambda s: (s.key.namespace, s.key.name, s.key.metric_name))
+def describe_triggers(triggers: Triggers, now: float, namespace: str | None = None) -> dict[str, Any]:
+    """Every trigger's last answer; with `namespace`, only that namespace's."""
+    states = [s for s in triggers.states() if namespace is None or s.key.namespace == namespace]
+    items = sorted(states, key=lambda s: (s.key.namespace, s.key.name, s.key.metric_name))
     return {"triggers": [describe_trigger(s, now, triggers.store) for s in items]}

@@ -45,6 +45,8 @@ class Settings:
     max_label_length: int = 2048
     max_push_rate: float = 1_000_000.0
     stream_resend: float = 5.0
+    ops_token_file: str | None = None
+    max_triggers: int = 10_000
 
     @property
     def tls(self) -> bool:
@@ -169,6 +171,11 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
         _positive_duration,
         "while a trigger is active, StreamIsActive repeats `true` this often (KEDA drops one it cannot place yet)",
     ),
+    "ops-token-file": (
+        _readable_file,
+        "bearer tokens for /debug/* on the ops port, one per line, each optionally + the only namespace it sees",
+    ),
+    "max-triggers": (_positive_int, "remembered trigger states; a new ScaledObject trigger beyond it is refused"),
 }
 _BOOLEAN_FLAGS = frozenset({"isolate-namespaces"})
 

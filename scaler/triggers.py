@@ -17,7 +17,15 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from scaler.durations import format_duration, parse_duration
-from scaler.errors import InvalidTrigger, MissingLabel, OutOfRange, QuerySyntaxError, StaleData, WarmingUp
+from scaler.errors import (
+    InvalidTrigger,
+    LimitExceeded,
+    MissingLabel,
+    OutOfRange,
+    QuerySyntaxError,
+    StaleData,
+    WarmingUp,
+)
 from scaler.expression import Matcher, Query, Selector, parse_query
 from scaler.policy import Decision, PolicyState, pool_metrics, recommend
 from scaler.policy_spec import PolicySpec, parse_policy
@@ -277,6 +285,7 @@ class Triggers:
         warmup_until: float,
         isolate: bool = False,
         policy_refresh: float = 0.0,
+        max_triggers: int = 10_000,
     ) -> None:
         """`policy_refresh`: a policy decision younger than this is answered again instead of recomputed.
 
@@ -288,6 +297,7 @@ class Triggers:
         self.warmup_until = warmup_until
         self.isolate = isolate
         self.policy_refresh = policy_refresh
+        self.max_triggers = max_triggers
         self._states: dict[TriggerKey, TriggerState] = {}
 
     def evaluate(self, namespace: str, name: str, metadata: Mapping[str, str], now: float) -> Evaluation:
@@ -296,6 +306,11 @@ class Triggers:
         key = TriggerKey(namespace, name, spec.metric_name)
         state = self._states.get(key)
         if state is None:
+            if len(self._states) >= self.max_triggers:
+                raise LimitExceeded(
+                    f"{self.max_triggers} triggers are remembered already (--max-triggers); one KEDA has not "
+                    f"asked about for {format_duration(IDLE_EXPIRY)} is forgotten"
+                )
             state = self._states[key] = TriggerState(key, spec, now)
         state.last_asked = now
         if self._recent(state, now):

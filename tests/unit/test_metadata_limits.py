@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scaler.errors import InvalidTrigger
+from scaler.errors import InvalidTrigger, LimitExceeded
 from scaler.store import Store
 from scaler.triggers import MAX_METADATA_VALUE, MAX_OBJECT_NAME, Triggers, parse_trigger
 
@@ -40,3 +40,14 @@ def test_long_scaledobject_names_and_namespaces_are_invalid(field: str) -> None:
     with pytest.raises(InvalidTrigger, match=f"{field} is longer than {MAX_OBJECT_NAME}"):
         triggers.evaluate(names["namespace"], names["name"], META, now=1.0)
     assert list(triggers.states()) == []
+
+
+def test_remembered_triggers_are_capped_and_freed_when_idle() -> None:
+    triggers = Triggers(Store(retention=60.0, max_series=10), stale_after=30.0, warmup_until=0.0, max_triggers=3)
+    for index in range(3):
+        triggers.evaluate("ns", f"so-{index}", META, now=1.0)
+    triggers.evaluate("ns", "so-0", META, now=2.0)  # a known trigger is still answered
+    with pytest.raises(LimitExceeded, match="3 triggers are remembered already"):
+        triggers.evaluate("ns", "so-new", META, now=2.0)
+    assert triggers.expire(now=2.0 + 601.0) == 3
+    assert triggers.evaluate("ns", "so-new", META, now=603.0).value == 0.0
