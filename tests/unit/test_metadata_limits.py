@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 
 from scaler.errors import InvalidTrigger, LimitExceeded
@@ -51,3 +53,20 @@ def test_remembered_triggers_are_capped_and_freed_when_idle() -> None:
         triggers.evaluate("ns", "so-new", META, now=2.0)
     assert triggers.expire(now=2.0 + 601.0) == 3
     assert triggers.evaluate("ns", "so-new", META, now=603.0).value == 0.0
+
+
+def test_forty_huge_from_env_values_and_names_keep_nothing() -> None:
+    """40 × 3.5 MB `*FromEnv` values or ScaledObject names kept 135–172 MB; now they keep nothing."""
+    triggers = make()
+    huge = "x" * 3_500_000
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for index in range(40):
+            triggers.evaluate("ns", f"so-{index}", {**META, "tokenFromEnv": huge + str(index)}, now=1.0)
+            with pytest.raises(InvalidTrigger):
+                triggers.evaluate("ns", huge + str(index), META, now=1.0)
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 5_000_000, f"{kept / 1e6:.1f} MB kept"
