@@ -10,11 +10,17 @@ stream open. The scaler's RSS is read from /proc, its series and samples from it
     python load/soak.py --duration 600 --pods 200 --series 40 --scaledobjects 40 --out soak.json
     python load/soak.py --duration 60                      # what CI runs (tests/integration/test_soak.py)
 
+When the load ends, the pushes stop and every ScaledObject is polled until it answers UNAVAILABLE (the
+error that makes KEDA hold its fallback), never 0 before it. Timing is reported as figures, not judged:
+start-up, late push ticks, GetMetrics p99 against 1 s, evaluations against their schedule, and how
+long each error took after the last push against --stale-after plus one --interval.
+
 Exit status 1 on any unexpected error (a failed or refused push, an error answer once data flows, an
-error logged by the scaler, a stream that ends) or when RSS grows by more than --max-rss-growth after
-warm-up. Warm-up lasts until memory can be steady: each series keeps --retention of rows plus up to
-256 rows it has dropped but not yet compacted away, so retention + 256 intervals (+15 s), at most half
-the run. A 60-second run ends before that and bounds growth loosely; a 10-minute run reaches it.
+error logged by the scaler, a stream that ends, a 0 or no error once the pushes stop) or when RSS
+grows by more than --max-rss-growth after warm-up. Warm-up lasts until memory can be steady: each
+series keeps --retention of rows plus up to 256 rows it has dropped but not yet compacted away, so
+retention + 256 intervals (+15 s), at most half the run. A 60-second run ends before that and bounds
+growth loosely; a 10-minute run reaches it.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--poll-interval", type=float, default=1.0, help="KEDA evaluation interval, seconds [1]")
     parser.add_argument("--pods-per-request", type=int, default=50, help="pods a collector batches per export [50]")
     parser.add_argument("--retention", default="30s", help="the scaler's --retention [30s]")
+    parser.add_argument("--stale-after", default="15s", help="the scaler's --stale-after [15s]")
     parser.add_argument("--sample-every", type=float, default=5.0, help="seconds between RSS samples [5]")
     parser.add_argument(
         "--max-rss-growth", type=float, default=16.0, help="MiB RSS may grow after warm-up (or 10%%, if larger) [16]"
@@ -170,6 +177,7 @@ class PushTally:
     rejected: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     slowest_tick: float = 0.0
+    last_push_at: float = 0.0  # time.monotonic() (system-wide) when the last accepted export returned
 
 
 def push_loop(address: str, args: argparse.Namespace, stop: Any, results: Any) -> None:
@@ -196,6 +204,7 @@ def push_loop(address: str, args: argparse.Namespace, stop: Any, results: Any) -
                     continue
                 tally.requests += 1
                 tally.datapoints += len(batch) * args.series
+                tally.last_push_at = time.monotonic()
                 rejected = ExportMetricsServiceResponse.FromString(raw).partial_success.rejected_data_points
                 if rejected:
                     tally.rejected += rejected
@@ -221,9 +230,11 @@ class ScalerProcess:
         self.command = [sys.executable, "-m", "scaler", "serve", "--host", "127.0.0.1", *ports, *flags]
         self.ports: dict[str, int] = {}
         self.errors: list[str] = []  # error lines the scaler logged
+        self.startup_seconds = math.nan  # from spawning the process to its "listening" line
         self._lines: queue.Queue[str] = queue.Queue()
 
     def __enter__(self) -> ScalerProcess:
+        spawned = time.monotonic()
         self.proc = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         threading.Thread(target=self._drain, daemon=True).start()
         deadline = time.monotonic() + 60
@@ -232,6 +243,7 @@ class ScalerProcess:
             message = json.loads(line).get("message", "") if line.startswith("{") else line
             if message.startswith("listening on "):
                 self.ports = {k: int(v) for k, v in (p.split("=") for p in message.split(": ", 1)[1].split())}
+        self.startup_seconds = time.monotonic() - spawned
         return self
 
     def _drain(self) -> None:
@@ -315,6 +327,7 @@ def scaled_objects(count: int) -> list[tuple[str, dict[str, str]]]:
 
 @dataclass
 class KedaTally:
+    attempts: int = 0  # evaluations begun; each ends as one of `evaluations` or one error
     evaluations: int = 0
     latencies: dict[str, list[float]] = field(default_factory=lambda: {"query": [], "policy": []})
     errors: Counter[str] = field(default_factory=Counter)
@@ -357,6 +370,7 @@ async def evaluate_loop(
             await asyncio.sleep(offset)
             while time.monotonic() < until:
                 started = time.monotonic()
+                tally.attempts += 1
                 method = "GetMetricSpec"
                 try:
                     spec = (await stub.GetMetricSpec(ref, timeout=10)).metricSpecs[0]
@@ -378,6 +392,76 @@ async def evaluate_loop(
         for task in streams:
             task.cancel()
         await asyncio.gather(*streams, return_exceptions=True)
+
+
+async def until_answered(address: str, objects: list[tuple[str, dict[str, str]]], give_up: float) -> list[str]:
+    """Before the soak proper: poll every ScaledObject until it answers, the scaler's --warmup over; return
+    those that never did (warm-up is all or nothing: every trigger answers UNAVAILABLE until it ends)."""
+    import grpc
+
+    from scaler.externalscaler import externalscaler_pb2 as pb
+    from scaler.externalscaler import externalscaler_pb2_grpc as pb_grpc
+
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pb_grpc.ExternalScalerStub(channel)  # type: ignore[no-untyped-call]
+
+        async def answered(name: str, metadata: dict[str, str]) -> bool:
+            ref = pb.ScaledObjectRef(name=name, namespace=NAMESPACE, scalerMetadata=metadata)
+            deadline = time.monotonic() + give_up
+            while time.monotonic() < deadline:
+                try:
+                    spec = (await stub.GetMetricSpec(ref, timeout=10)).metricSpecs[0]
+                    await stub.GetMetrics(
+                        pb.GetMetricsRequest(scaledObjectRef=ref, metricName=spec.metricName), timeout=10
+                    )
+                    return True
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                        return False
+                await asyncio.sleep(0.2)
+            return False
+
+        names = [f"so-{k}" for k in range(len(objects))]
+        done = await asyncio.gather(*(answered(n, metadata) for n, (_, metadata) in zip(names, objects, strict=True)))
+    return [n for n, ok in zip(names, done, strict=True) if not ok]
+
+
+async def until_unavailable(
+    address: str, objects: list[tuple[str, dict[str, str]]], last_push_at: float, give_up: float
+) -> dict[str, Any]:
+    """The pushes have stopped: poll every ScaledObject until it answers an error, noting a 0 before it."""
+    import grpc
+
+    from scaler.externalscaler import externalscaler_pb2 as pb
+    from scaler.externalscaler import externalscaler_pb2_grpc as pb_grpc
+
+    delays: dict[str, float] = {}  # ScaledObject -> its first UNAVAILABLE, seconds after the last push
+    wrong: dict[str, str] = {}  # ScaledObject -> another error code it answered first
+    zero_first: set[str] = set()
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pb_grpc.ExternalScalerStub(channel)  # type: ignore[no-untyped-call]
+
+        async def poll(name: str, metadata: dict[str, str]) -> None:
+            ref = pb.ScaledObjectRef(name=name, namespace=NAMESPACE, scalerMetadata=metadata)
+            deadline = time.monotonic() + give_up
+            while time.monotonic() < deadline:
+                try:
+                    spec = (await stub.GetMetricSpec(ref, timeout=10)).metricSpecs[0]
+                    request = pb.GetMetricsRequest(scaledObjectRef=ref, metricName=spec.metricName)
+                    answer = (await stub.GetMetrics(request, timeout=10)).metricValues[0]
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                        delays[name] = time.monotonic() - last_push_at
+                    else:
+                        wrong[name] = exc.code().name
+                    return
+                if (answer.metricValueFloat if answer.metricValueFloat > 0 else answer.metricValue) == 0:
+                    zero_first.add(name)  # as KEDA reads it: the float when > 0, else the int
+                await asyncio.sleep(0.1)
+
+        await asyncio.gather(*(poll(f"so-{k}", metadata) for k, (_, metadata) in enumerate(objects)))
+    never = sorted(f"so-{k}" for k in range(len(objects)) if f"so-{k}" not in delays and f"so-{k}" not in wrong)
+    return {"delays": delays, "other_codes": wrong, "zero_first": sorted(zero_first), "no_error": never}
 
 
 # -- the run --------------------------------------------------------------------------------------------
@@ -413,8 +497,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from scaler.series import _COMPACT_AT as COMPACT_AT  # rows a series drops before compacting its buffers
 
     retention = parse_duration(args.retention)
+    stale_after = parse_duration(args.stale_after)
     warm_up = min(args.duration / 2, retention + COMPACT_AT * args.interval + 15.0)
-    flags = ["--retention", args.retention, "--stale-after", "15s", "--warmup", "5s", "--log-format", "json"]
+    flags = ["--retention", args.retention, "--stale-after", args.stale_after, "--warmup", "5s", "--log-format", "json"]
     context = multiprocessing.get_context("spawn")
     stop, results = context.Event(), context.Queue()
     objects = scaled_objects(args.scaledobjects)
@@ -427,11 +512,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         until = started + args.duration
         sampling = asyncio.create_task(sample_loop(scaler, started, until, args.sample_every, samples))
         await asyncio.sleep(3 * args.interval + 0.5)  # rate and policy triggers need a few samples first
+        silent = await until_answered(scaler.address("scaler"), objects, give_up=60.0)
+        scheduled = len(objects) * max(1, math.floor((until - time.monotonic()) / args.poll_interval))
         await evaluate_loop(scaler.address("scaler"), objects, args.poll_interval, until, keda)
         await sampling
         stop.set()
         pushed = results.get(timeout=60)
         pusher.join(timeout=30)
+        give_up = stale_after + 2 * args.interval + 30.0
+        stale = await until_unavailable(scaler.address("scaler"), objects, pushed["last_push_at"], give_up)
         page = scaler.self_metrics()
         returncode = scaler.stop()
     accepted = metric_sum(page, "keda_llm_scaler_datapoints_accepted_total")
@@ -442,6 +531,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         errors[f"scaler exited {returncode}"] += 1
     if accepted != pushed["datapoints"] - pushed["rejected"]:
         errors["accepted datapoints differ from those pushed"] += 1
+    if silent:
+        errors["never answered after warm-up"] += len(silent)
+    for kind, names in (("answered 0", stale["zero_first"]), ("never answered an error", stale["no_error"])):
+        if names:
+            errors[f"once the pushes stopped, {kind}"] += len(names)
+    for code in stale["other_codes"].values():
+        errors[f"once the pushes stopped, answered {code} before UNAVAILABLE"] += 1
+    delays = sorted(stale["delays"].values())
     at_warm = next((s for s in samples if s["t"] >= warm_up), samples[-1])
     after = [s["rss_mib"] for s in samples if s["t"] >= at_warm["t"]]
     growth = max(after) - at_warm["rss_mib"]
@@ -453,11 +550,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     return {
         "config": {k: v for k, v in vars(args).items() if k != "out"} | {"warm_up_seconds": warm_up},
+        "startup_seconds": round(scaler.startup_seconds, 2),
         "datapoints_pushed": pushed["datapoints"],
         "datapoints_accepted": accepted,
         "datapoints_per_second": round(args.pods * args.series / args.interval),
         "pushes": pushed,
+        "evaluations_begun": keda.attempts,
         "evaluations": keda.evaluations,
+        "evaluations_scheduled": scheduled,
         "stream_messages": keda.stream_messages,
         "errors": dict(errors),
         "first_errors": keda.first_errors + scaler.errors[:5],
@@ -471,13 +571,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "bound": round(bound, 1),
         },
         "samples": samples,
+        "once_pushes_stop": stale
+        | {
+            "bound_seconds": stale_after + args.interval,
+            "p50_seconds": round(percentile(delays, 0.5), 2),
+            "max_seconds": round(max(delays, default=math.nan), 2),
+        },
         "passed": not errors and growth <= bound,
     }
 
 
 def report(figures: dict[str, Any]) -> str:
     config, rss, latency = figures["config"], figures["rss_mib"], figures["getmetrics_latency_ms"]
+    pushes, stale = figures["pushes"], figures["once_pushes_stop"]
     kinds = Counter(kind for kind, _ in scaled_objects(config["scaledobjects"]))
+    p99 = latency["all"]["p99"]
+    kept_up = figures["evaluations"] / max(1, figures["evaluations_scheduled"])
     lines = [
         f"soak: {config['duration']:g}s, {config['pods']} pods x {config['series']} series every "
         f"{config['interval']:g}s ({figures['datapoints_per_second']:,} datapoints/s), {config['scaledobjects']} "
@@ -491,6 +600,15 @@ def report(figures: dict[str, Any]) -> str:
         *(f"  {line}" for line in figures["first_errors"]),
         "GetMetrics latency ms: "
         + "; ".join(f"{kind} p50 {v['p50']} p95 {v['p95']} p99 {v['p99']} (n={v['n']})" for kind, v in latency.items()),
+        f"timing: start-up {figures['startup_seconds']:.2f}s; late ticks {pushes['late_ticks']} of "
+        f"{pushes['ticks']} ({pushes['late_ticks'] / max(1, pushes['ticks']):.1%}), slowest "
+        f"{pushes['slowest_tick'] / config['interval']:.2f}x the interval; GetMetrics p99 {p99} ms = "
+        f"{p99 / 1000:.1%} of 1 s; evaluations {figures['evaluations']:,} answered of "
+        f"{figures['evaluations_begun']:,} begun = {kept_up:.2f}x the {figures['evaluations_scheduled']:,} scheduled",
+        f"once the pushes stop: {len(stale['delays'])} of {config['scaledobjects']} ScaledObjects answered "
+        f"UNAVAILABLE, p50 {stale['p50_seconds']}s, max {stale['max_seconds']}s after the last push = "
+        f"{stale['max_seconds'] / stale['bound_seconds']:.2f}x --stale-after + --interval "
+        f"({stale['bound_seconds']:g}s); answered 0 first: {', '.join(stale['zero_first']) or 'none'}",
         f"RSS MiB: start {rss['start']}, at warm-up ({config['warm_up_seconds']:g}s) {rss['at_warm_up']}, "
         f"peak {rss['peak']}, end {rss['end']}; growth after warm-up {rss['growth_after_warm_up']:+} "
         f"(bound {rss['bound']})",

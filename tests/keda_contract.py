@@ -1,25 +1,25 @@
-"""KEDA's own externalscaler.proto, compiled at test time into a private descriptor pool.
+"""The KEDA side of the wire, for tests: a client that calls our server as KEDA's scaler_handler does.
 
-Tests talk to our server through message classes built from KEDA's file, not ours, so a drift in our
-proto shows up as a failing call. A private pool keeps KEDA's `externalscaler.*` symbols from
-colliding with our generated ones in the default pool.
+It is built from our proto (the generated stubs in scaler/externalscaler), with plain channel calls so
+that every test goes over the wire. That our proto is KEDA's contract is proved once, against KEDA's own
+externalscaler.proto, by tests/unit/test_proto_contract.py.
 """
 
 from __future__ import annotations
 
-import os
 import tempfile
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
 
+from scaler.externalscaler import externalscaler_pb2 as pb
+
 ROOT = Path(__file__).resolve().parent.parent
-SCHEMAS = Path(os.environ.get("KEDA_SCHEMAS_DIR", ROOT.parent / "shared" / "vendor-schemas" / "keda"))
-KEDA_PROTO = SCHEMAS / "externalscaler.proto"
+OUR_PROTO = ROOT / "proto" / "externalscaler.proto"
+SERVICE = pb.DESCRIPTOR.services_by_name["ExternalScaler"]
 
 
 def compile_descriptor_set(proto: Path) -> descriptor_pb2.FileDescriptorSet:
@@ -31,30 +31,21 @@ def compile_descriptor_set(proto: Path) -> descriptor_pb2.FileDescriptorSet:
         return descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
 
 
-@cache
-def keda_pool() -> descriptor_pool.DescriptorPool:
-    pool = descriptor_pool.DescriptorPool()
-    for file_proto in compile_descriptor_set(KEDA_PROTO).file:
-        pool.Add(file_proto)
-    return pool
-
-
 def message(name: str) -> Any:
-    return message_factory.GetMessageClass(keda_pool().FindMessageTypeByName(f"externalscaler.{name}"))
+    return getattr(pb, name)
 
 
 class KedaClient:
-    """What KEDA's scaler_handler does over the wire, with KEDA's message definitions."""
+    """What KEDA's scaler_handler does over the wire: the five ExternalScaler methods, KEDA's reading of values."""
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
-        service = keda_pool().FindServiceByName("externalscaler.ExternalScaler")
         self.calls: dict[str, Any] = {}
-        for method in service.methods:
+        for method in SERVICE.methods:
             make = channel.unary_stream if method.server_streaming else channel.unary_unary
             self.calls[method.name] = make(
-                f"/externalscaler.ExternalScaler/{method.name}",
+                f"/{SERVICE.full_name}/{method.name}",
                 request_serializer=lambda m: m.SerializeToString(),
-                response_deserializer=message_factory.GetMessageClass(method.output_type).FromString,
+                response_deserializer=message(method.output_type.name).FromString,
             )
 
     @staticmethod

@@ -1,11 +1,13 @@
-"""A real scaler on 127.0.0.1 with every port 0, a KEDA client from KEDA's proto, real OTel exporters."""
+"""A real scaler on 127.0.0.1 with every port 0, a KEDA client over the wire, real OTel exporters."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
+from math import inf
 
 import grpc
 import pytest
@@ -43,6 +45,16 @@ class Harness:
     def otlp_http(self) -> str:
         return f"http://127.0.0.1:{self.scaler.ports['otlp-http']}"
 
+    def asked_at(self, name: str = "isvc-predictor", namespace: str = "ns") -> float:
+        """When (the scaler's clock) it last evaluated this ScaledObject: for a KEDA call or a stream's check."""
+        states = self.scaler.triggers.states()
+        return max((s.last_asked for s in states if (s.key.namespace, s.key.name) == (namespace, name)), default=-inf)
+
+    async def evaluated_after(self, since: float, name: str = "isvc-predictor", namespace: str = "ns") -> float:
+        """Wait until the scaler evaluates this ScaledObject after `since`; return when it did."""
+        await eventually(lambda: self.asked_at(name, namespace) > since)
+        return self.asked_at(name, namespace)
+
     async def push(self, pods: Sequence[PodMetrics], protocol: str = "grpc", gzip: bool = False) -> None:
         """Push through a real OTel SDK exporter, off the event loop that serves it."""
         endpoint = f"127.0.0.1:{self.scaler.ports['otlp-grpc']}" if protocol == "grpc" else self.otlp_http
@@ -68,15 +80,14 @@ def settings() -> Settings:
 
 @pytest.fixture
 async def harness(settings: Settings) -> AsyncIterator[Harness]:
-    scaler = await start(settings)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{scaler.ports['scaler']}")
-    harness = Harness(scaler, channel)
-    try:
+    async with contextlib.AsyncExitStack() as cleanup:  # whatever started is stopped, even if a later step fails
+        scaler = await start(settings)
+        cleanup.push_async_callback(scaler.stop)
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{scaler.ports['scaler']}")
+        cleanup.push_async_callback(channel.close)
+        harness = Harness(scaler, channel)
+        cleanup.push_async_callback(harness.channel_otlp.close)
         yield harness
-    finally:
-        await channel.close()
-        await harness.channel_otlp.close()
-        await scaler.stop()
 
 
 def with_settings(**changes: object) -> Callable[[], Settings]:
@@ -95,3 +106,18 @@ async def eventually(check: Callable[[], object], timeout: float = 5.0, interval
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(interval)
+
+
+async def values_until_error(
+    keda: KedaClient, ref: object, timeout: float = 10.0
+) -> tuple[list[float], grpc.aio.AioRpcError]:
+    """KEDA's polling until the first error answer: the values read before it, and the error."""
+    values: list[float] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            values.append(await keda.value(ref))
+        except grpc.aio.AioRpcError as exc:
+            return values, exc
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no error answer in {timeout:g}s; the last values: {values[-5:]}")

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 
 PORT_FLAGS = ["--otlp-grpc-port", "0", "--otlp-http-port", "0", "--scaler-port", "0", "--http-port", "0"]
@@ -64,7 +63,6 @@ def test_bad_settings_stop_startup_naming_the_flag() -> None:
 
 
 def test_environment_sets_flags() -> None:
-    started = time.monotonic()
     proc = _serve(*PORT_FLAGS, "--log-format", "text", env={"SCALER_LOG_FORMAT": "json"})
     try:
         assert proc.stderr is not None
@@ -74,4 +72,3 @@ def test_environment_sets_flags() -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         _finish(proc)
-    assert time.monotonic() - started < 60

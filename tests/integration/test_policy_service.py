@@ -6,10 +6,9 @@ import asyncio
 import sys
 
 import grpc
-import pytest
 
 from scaler.sim.otlp_push import PodMetrics
-from tests.integration.conftest import FAST, Harness
+from tests.integration.conftest import Harness, values_until_error
 
 WINDOWS = {"stableWindow": "3s", "panicWindow": "1s"}
 
@@ -64,12 +63,11 @@ async def test_prefill_and_decode_pools_scale_separately(harness: Harness) -> No
 async def test_pool_whose_pods_stop_reporting_is_unavailable(harness: Harness) -> None:
     ref = harness.keda.ref(pool("decode"), name="llama-decode")
     await harness.push([llmd_pod("dc0", "decode", kv_cache_usage_perc=0.5)])
-    assert await harness.keda.value(ref) == 1.0
-    await asyncio.sleep(FAST.stale_after + 0.3)
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await harness.keda.value(ref)
-    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert "pool ns/llama-decode" in (info.value.details() or "")
+    # the pod stops reporting: the answers hold until the first error, never 0
+    values, error = await values_until_error(harness.keda, ref)
+    assert values and set(values) == {1.0}
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert "pool ns/llama-decode" in (error.details() or "")
 
 
 async def test_scale_from_zero_pushes_activation_over_the_stream(harness: Harness) -> None:
@@ -80,10 +78,14 @@ async def test_scale_from_zero_pushes_activation_over_the_stream(harness: Harnes
         pool("decode", activationQuery='sum(router_pending_requests{pool="llama-decode"})'), name="llama-decode"
     )
     assert await harness.keda.value(ref) == 0.0
+    asked = harness.asked_at("llama-decode")
     stream = harness.keda.stream_is_active(ref)
     read = asyncio.ensure_future(stream.read())
-    await asyncio.sleep(0.4)
-    assert not read.done()
+    # the stream's first check, then one more after a push wakes it: by then a `true` from the first is here
+    checked = await harness.evaluated_after(asked, "llama-decode")
+    await harness.push([router])
+    await harness.evaluated_after(checked, "llama-decode")
+    assert not read.done(), "nothing is sent while the pool and its router are idle"
     router = PodMetrics({"service.instance.id": "router-0", "k8s.namespace.name": "ns"})
     router.gauge("router_pending_requests", 3, {"pool": "llama-decode"})
     await harness.push([router])

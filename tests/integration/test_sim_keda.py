@@ -84,11 +84,11 @@ async def test_hpa_scales_to_ceil_of_sum_over_target(harness: Harness, emulate: 
 async def test_stream_is_active_activates_from_zero_at_once(harness: Harness, emulate: Emulate) -> None:
     deployment = Deployment(0)
     emulator = emulate(scaled_object(polling_interval=60.0, hpa_sync_period=60.0), deployment)
-    await asyncio.sleep(0.3)  # the first poll found nothing
-    assert deployment.count == 0
+    await eventually(lambda: emulator.last_answers)  # the first poll; the next is a minute away
+    assert [a.active for a in emulator.last_answers] == [False] and deployment.count == 0
     await harness.push([kserve_pod("p1", 2)])
-    await eventually(lambda: deployment.count == 1, timeout=3.0)
-    assert emulator.history[-1].reason == "activated by StreamIsActive"
+    await eventually(lambda: deployment.count == 1)
+    assert [d.reason for d in emulator.history] == ["activated by StreamIsActive"]
 
 
 async def test_cooldown_then_scale_to_zero(harness: Harness, emulate: Emulate) -> None:

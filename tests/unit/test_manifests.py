@@ -26,7 +26,7 @@ from scaler.app import KEDA_SERVICE
 from scaler.expression import parse_query
 from scaler.settings import Settings, env_name, parse_settings
 from scaler.triggers import parse_trigger
-from tests.keda_contract import SCHEMAS
+from tests.keda_schemas import keda_file
 from tests.manifests_support import (
     BASE,
     EXAMPLES,
@@ -137,7 +137,7 @@ def _structural(node: Obj, rules: list[tuple[str, str]], path: str) -> Obj:
 
 @cache
 def scaledobject_schema() -> tuple[jsonschema.protocols.Validator, tuple[tuple[str, str], ...], str]:
-    crd = yaml.safe_load((SCHEMAS / "keda.sh_scaledobjects.yaml").read_text())
+    crd = yaml.safe_load(keda_file("keda.sh_scaledobjects.yaml").read_text())
     version = next(v for v in crd["spec"]["versions"] if v.get("storage"))
     rules: list[tuple[str, str]] = []
     schema = _structural(version["schema"]["openAPIV3Schema"], rules, "")
@@ -188,7 +188,12 @@ def test_the_crd_check_rejects_what_kubernetes_would() -> None:
 
 
 def kserve_scaledobject(isvc: Obj) -> Obj | None:
-    """The ScaledObject KServe's KEDA reconciler writes for an InferenceService (autoscalerClass keda)."""
+    """The ScaledObject KServe's KEDA reconciler (v0.16+) writes for an InferenceService (autoscalerClass keda).
+
+    KServe `pkg/controller/v1beta1/inferenceservice/reconcilers/keda/keda_reconciler.go`: the query gets
+    namespace and deployment injected, and `targetValue` is the quantity's original string
+    (`getOriginalStringMQ`); v0.15 wrote `"%f"` and no injection.
+    """
     annotations = isvc["metadata"].get("annotations") or {}
     if annotations.get("serving.kserve.io/autoscalerClass") != "keda":
         return None
@@ -201,7 +206,7 @@ def kserve_scaledobject(isvc: Obj) -> Obj | None:
         spec = metric["podmetric"]["metric"]
         metadata = {
             "metricQuery": f'sum({spec["query"]}{{namespace="{namespace}", deployment="{name}"}})',
-            "targetValue": f"{float(metric['podmetric']['target']['value']):f}",
+            "targetValue": str(metric["podmetric"]["target"]["value"]),
             "scalerAddress": spec.get("serverAddress") or KSERVE_SCALER_ENDPOINT,
         }
         if spec.get("operationOverTime"):
@@ -633,7 +638,7 @@ def test_kserve_generates_a_scaledobject_for_our_scaler() -> None:
     generated = kserve_scaledobject(isvc)
     assert generated is not None
     (trigger,) = generated["spec"]["triggers"]
-    assert trigger["metadata"]["targetValue"] == "4.000000"
+    assert trigger["metadata"]["targetValue"] == "4"
     assert not rendered(KSERVE, "ScaledObject"), "KServe writes this ScaledObject; a second one would fight it"
 
 

@@ -1,7 +1,12 @@
-"""Our externalscaler.proto speaks KEDA's wire contract, and the committed stubs are current."""
+"""Our externalscaler.proto speaks KEDA's wire contract, and the committed stubs are current.
+
+The comparison with KEDA's own file needs it beside the repository (tests/keda_schemas.py says where);
+the tests' KEDA client is built from our stubs, so that comparison is what ties the client to KEDA.
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +14,8 @@ from pathlib import Path
 from google.protobuf import descriptor_pb2
 
 from scaler.externalscaler import externalscaler_pb2
-from tests.keda_contract import KEDA_PROTO, ROOT, compile_descriptor_set
+from tests.keda_contract import OUR_PROTO, ROOT, compile_descriptor_set
+from tests.keda_schemas import keda_file
 
 
 def _shape(file: descriptor_pb2.FileDescriptorProto) -> dict[str, object]:
@@ -35,11 +41,24 @@ def _shape(file: descriptor_pb2.FileDescriptorProto) -> dict[str, object]:
     }
 
 
-def test_our_descriptors_match_kedas_proto() -> None:
-    keda = next(f for f in compile_descriptor_set(KEDA_PROTO).file if f.name == "externalscaler.proto")
+def _compiled(proto: Path) -> descriptor_pb2.FileDescriptorProto:
+    return next(f for f in compile_descriptor_set(proto).file if f.name == proto.name)
+
+
+def _stubs() -> descriptor_pb2.FileDescriptorProto:
     ours = descriptor_pb2.FileDescriptorProto()
     externalscaler_pb2.DESCRIPTOR.CopyToProto(ours)
-    assert _shape(ours) == _shape(keda)
+    return ours
+
+
+def test_our_descriptors_match_kedas_proto() -> None:
+    keda = _compiled(keda_file("externalscaler.proto"))
+    assert _shape(_compiled(OUR_PROTO)) == _shape(keda)
+    assert _shape(_stubs()) == _shape(keda)
+
+
+def test_the_stubs_the_tests_call_with_are_our_proto() -> None:
+    assert _shape(_stubs()) == _shape(_compiled(OUR_PROTO))
 
 
 def test_contract_covers_the_four_keda_methods() -> None:
@@ -49,7 +68,11 @@ def test_contract_covers_the_four_keda_methods() -> None:
 
 
 def test_committed_stubs_are_fresh(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, str(ROOT / "proto" / "generate.py"), "--out", str(tmp_path)], check=True)
+    # protoc finds its mypy plugins (protoc-gen-mypy) on PATH: put this interpreter's bin first, so that the
+    # venv's plugins are found whether or not the venv is activated.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    generate = [sys.executable, str(ROOT / "proto" / "generate.py"), "--out", str(tmp_path)]
+    subprocess.run(generate, check=True, env={**os.environ, "PATH": path})
     generated = tmp_path / "scaler" / "externalscaler"
     committed = ROOT / "scaler" / "externalscaler"
     names = sorted(p.name for p in generated.iterdir())
