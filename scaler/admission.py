@@ -7,13 +7,14 @@ already stored is touched.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
-from scaler.names import label_value
-from scaler.otlp import Decoded, Labels, Sample
+from scaler.names import NAMESPACE_KEYS
+from scaler.otlp import Decoded, Labels, Sample, attributes_of, count_points
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,23 +24,60 @@ class Limits:
 
 
 def count_datapoints(request: ExportMetricsServiceRequest) -> int:
-    """Datapoints in a request, counted without decoding them."""
+    """Datapoints in a request, counted without decoding them; each histogram bucket and summary
+    quantile counts as one more, since each is stored (or parsed) like a point of its own."""
     total = 0
     for resource_metrics in request.resource_metrics:
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
                 which = metric.WhichOneof("data")
-                if which is not None:
-                    total += len(getattr(metric, which).data_points)
+                if which is None:
+                    continue
+                points = getattr(metric, which).data_points
+                total += len(points)
+                if which == "histogram":
+                    total += sum(len(p.bucket_counts) for p in points)
+                elif which == "exponential_histogram":
+                    total += sum(len(p.positive.bucket_counts) + len(p.negative.bucket_counts) for p in points)
+                elif which == "summary":
+                    total += sum(len(p.quantile_values) for p in points)
     return total
+
+
+def confine(request: ExportMetricsServiceRequest, namespace: str | None) -> Counter[str]:
+    """Drop the resources whose own namespace attributes name another namespace than a bound token's.
+
+    A point's attributes override its resource's when labels are merged, so a resource labelled B
+    under points labelled A would pass `screen`: it is judged here, before the merge hides it.
+    """
+    refused: Counter[str] = Counter()
+    if namespace is None:
+        return refused
+    for index in reversed(range(len(request.resource_metrics))):
+        resource_metrics = request.resource_metrics[index]
+        if _foreign(resource_metrics.resource.attributes, namespace):
+            refused["namespace_not_allowed"] += count_points(resource_metrics)
+            del request.resource_metrics[index]
+    return refused
+
+
+def _foreign(attributes: Iterable[KeyValue], namespace: str) -> bool:
+    values = attributes_of(attributes)  # as labels would read them
+    return any(values.get(key, namespace) != namespace for key in NAMESPACE_KEYS)
 
 
 def screen(decoded: Decoded, limits: Limits, namespace: str | None = None) -> Decoded:
     """Keep the samples within the label limits (and, for a bound token, in its namespace)."""
     kept: list[Sample] = []
     refused: Counter[str] = Counter(decoded.refused)
+    judged: dict[int, str] = {}  # label sets repeat across a request's metrics: judge each once
+    longest = limits.max_label_length
     for sample in decoded.samples:
-        reason = _refusal(sample.name, sample.labels, limits, namespace)
+        reason = judged.get(id(sample.labels))
+        if reason is None:
+            reason = judged[id(sample.labels)] = _refusal(sample.labels, limits, namespace)
+        if not reason and len(sample.name) > longest:
+            reason = "label_too_long"
         if reason:
             refused[reason] += 1
         else:
@@ -47,13 +85,23 @@ def screen(decoded: Decoded, limits: Limits, namespace: str | None = None) -> De
     return Decoded(kept, refused)
 
 
-@lru_cache(maxsize=1 << 20)  # label sets repeat at every export: judge each once (10k pods: 400k)
-def _refusal(name: str, labels: Labels, limits: Limits, namespace: str | None) -> str:
+def _refusal(labels: Labels, limits: Limits, namespace: str | None) -> str:
     if len(labels) > limits.max_labels:
         return "too_many_labels"
     longest = limits.max_label_length
-    if len(name) > longest or any(len(k) > longest or len(v) > longest for k, v in labels):
+    if any(len(k) > longest or len(v) > longest for k, v in labels):
         return "label_too_long"
-    if namespace is not None and label_value(dict(labels), "namespace") != namespace:
+    if namespace is not None and not _confined(labels, namespace):
         return "namespace_not_allowed"
     return ""
+
+
+def _confined(labels: Labels, namespace: str) -> bool:
+    """Every namespace label (`namespace`, `k8s.namespace.name`) is `namespace`, and there is one."""
+    found = False
+    for key, value in labels:
+        if key in NAMESPACE_KEYS:
+            if value != namespace:
+                return False
+            found = True
+    return found

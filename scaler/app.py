@@ -15,12 +15,20 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from scaler.admission import Limits
 from scaler.changes import Changes
 from scaler.externalscaler import externalscaler_pb2
 from scaler.keda_service import KedaService, add_keda_service
+from scaler.listeners import (
+    AcceptErrors,
+    HttpListener,
+    connection_limits,
+    grpc_options,
+    log_connection_limits,
+    stream_options,
+)
 from scaler.ops import DebugAccess, ops_app
 from scaler.ratelimit import PushRateLimiter
 from scaler.receivers import Ingest, PushPolicy, add_otlp_grpc, otlp_http_app
@@ -56,6 +64,7 @@ class Scaler:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _health: Any = None  # grpc_health's asyncio HealthServicer (its stubs predate grpc.aio)
     _changes: Changes = field(default_factory=Changes)
+    _accept_errors: AcceptErrors | None = None
     debug_access: DebugAccess = field(default_factory=DebugAccess)
 
     async def stop(self) -> None:
@@ -71,6 +80,8 @@ class Scaler:
         await asyncio.gather(*(s.stop(self.settings.grace) for s in self._grpc_servers))
         for runner in self._runners:
             await runner.cleanup()
+        if self._accept_errors is not None:
+            self._accept_errors.uninstall()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -90,6 +101,8 @@ def push_policy(settings: Settings) -> PushPolicy:
         max_datapoints=settings.max_datapoints_per_request,
         limiter=PushRateLimiter(settings.max_push_rate),
         max_request_bytes=settings.max_request_bytes,
+        max_buckets=settings.max_buckets_per_point,
+        max_inflight_bytes=settings.max_inflight_bytes,
     )
 
 
@@ -125,17 +138,21 @@ async def start(settings: Settings, clock: Callable[[], float] = time.monotonic)
         max_triggers=settings.max_triggers,
     )
     registry = CollectorRegistry()
+    for standard in (ProcessCollector, PlatformCollector, GCCollector):  # process_* and python_*
+        standard(registry=registry)
     metrics = SelfMetrics(registry, store, triggers, clock, settings.stale_after)
     scaler = Scaler(settings, store, triggers, registry, metrics, tls=tls, push=policy)
     scaler.debug_access = debug_access(settings)
     ingest = Ingest(store, metrics, clock, scaler._changes, policy)
 
-    options = [("grpc.max_receive_message_length", settings.max_request_bytes)]
+    limits = connection_limits(settings)
+    options = [("grpc.max_receive_message_length", settings.max_request_bytes), *grpc_options(limits)]
     otlp_server = grpc.aio.server(options=options)
     add_otlp_grpc(otlp_server, ingest)
     scaler.ports["otlp-grpc"] = _bind_grpc(otlp_server, settings.host, settings.otlp_grpc_port, "--otlp-grpc-port", tls)
 
-    keda_server = grpc.aio.server()
+    keda_options = [*grpc_options(limits), *stream_options(settings.max_streams)]
+    keda_server = grpc.aio.server(options=keda_options, maximum_concurrent_rpcs=settings.max_streams)
     keda = KedaService(triggers, metrics, clock, scaler._changes, scaler.stopping, settings.stream_resend)
     add_keda_service(keda_server, keda)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
@@ -158,13 +175,16 @@ async def start(settings: Settings, clock: Callable[[], float] = time.monotonic)
             settings.http_port,
         ),
     }
+    accept_errors = AcceptErrors(metrics.accept_errors)
     for name, (app, port) in http_apps.items():
         ssl_context = tls.ssl_context() if tls is not None and name == "otlp-http" else None  # ops stays plain
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        await web.TCPSite(runner, settings.host, port, ssl_context=ssl_context).start()
+        listener = HttpListener(name, limits, metrics.connections_closed)
+        runner = await listener.start(app, settings.host, port, ssl_context, settings.grace)
         scaler._runners.append(runner)
         scaler.ports[name] = runner.addresses[0][1]
+        accept_errors.watch(scaler.ports[name], name)
+    accept_errors.install(asyncio.get_running_loop())
+    scaler._accept_errors = accept_errors
 
     scaler._tasks.append(asyncio.create_task(_housekeeping(scaler, clock)))
     scaler.ready.set()
@@ -176,6 +196,7 @@ async def start(settings: Settings, clock: Callable[[], float] = time.monotonic)
         scaler.ports["scaler"],
         scaler.ports["http"],
     )
+    log_connection_limits(limits)
     return scaler
 
 
@@ -219,11 +240,11 @@ async def _housekeeping(scaler: Scaler, clock: Callable[[], float]) -> None:
 
 
 async def serve(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT, then stop gracefully."""
-    scaler = await start(settings)
+    """Run until SIGTERM or SIGINT, then stop gracefully (a signal during start-up stops it once started)."""
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, done.set)
+    scaler = await start(settings)
     await done.wait()
     await scaler.stop()

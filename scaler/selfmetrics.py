@@ -56,6 +56,15 @@ class SelfMetrics:
             registry=registry,
         )
         self.series_freed = Counter(PREFIX + "series_freed", "Series freed after retention", registry=registry)
+        self.accept_errors = Counter(
+            PREFIX + "accept_errors", "HTTP accept() calls failed (out of files)", ["port"], registry=registry
+        )
+        self.connections_closed = Counter(
+            PREFIX + "connections_closed",
+            "HTTP connections closed by the scaler: over_limit, evicted, header_timeout, body_timeout",
+            ["port", "reason"],
+            registry=registry,
+        )
         self.stream_messages = Counter(
             PREFIX + "stream_messages",
             "StreamIsActive messages sent (all `true`): on a transition to active, or resent while active",

@@ -2,7 +2,9 @@
 
 Gauges keep one value per row. Counters and histograms (count, sum, then bucket counts) keep
 reset-corrected running totals, so an increase over any window is one subtraction and a counter reset
-never yields a negative rate. Rows live in `array('d')`, 8 bytes a number, to keep memory per sample low.
+never yields a negative rate. A new start time is a reset; a lower value without one is held flat
+until the next sample says whether it was a reset or a late point. Rows live in `array('d')`, 8 bytes
+a number, to keep memory per sample low.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Series:
     offset: list[float] = field(default_factory=list)  # added to raw values after resets
     last_raw: list[float] = field(default_factory=list)
     last_start: float = 0.0
+    pending: list[float] | None = None  # a lower value with no new start time: a reset or a late point
     ended: bool = False  # the producer sent a no-recorded-value marker after the last sample
     resets: int = 0
     views: list[View] = field(default_factory=list, repr=False)  # query views that hold this series
@@ -54,6 +57,7 @@ class Series:
         self.width = 2 + len(hist.buckets) if hist else 1
         self.offset = [0.0] * self.width
         self.last_raw = [0.0] * self.width
+        self.pending = None
         self.times = array("d")
         self.rows = array("d")
         self.head = 0
@@ -70,7 +74,6 @@ class Series:
             self._layout(sample)  # new bucket layout: earlier rows cannot be compared with it
         self.ended = False
         row = self._accumulate(raw, sample) if self.kind is not Kind.GAUGE or sample.delta else raw
-        self.last_start = sample.start
         n = len(self.times)
         if n > self.head and now <= self.times[-1]:
             self.rows[-self.width :] = array("d", row)  # same instant (or a clock step back): replace
@@ -88,18 +91,44 @@ class Series:
                 base = self.rows[len(self.rows) - self.width :]
                 return [b + r for b, r in zip(base, raw, strict=True)]
             return raw
-        if self.has_data() and self._is_reset(raw[0], sample.start):
-            self.offset = [o + last for o, last in zip(self.offset, self.last_raw, strict=True)]
-            self.resets += 1
+        start, last_start = sample.start, self.last_start
+        if not self.has_data():
+            self.pending, self.last_raw, self.last_start = None, raw, start
+            return self._corrected(raw)
+        if start and last_start and start < last_start:
+            return self._held()  # from before the latest restart: a late point, nothing to learn
+        if start and last_start and start > last_start:  # the producer restarted
+            self.pending = None  # a lower value seen before it was a late point of the old run
+            self._reset(raw)
+            self.last_start = start
+            return self._corrected(raw)
+        self.last_start = start or last_start
+        pending = self.pending
+        if pending is not None:
+            self.pending = None
+            if raw[0] < self.last_raw[0]:  # still below: the lower value was a reset after all
+                self._reset(pending)
+                self.rows[len(self.rows) - self.width :] = array("d", self._corrected(pending))
+        if raw[0] < self.last_raw[0]:
+            self.pending = raw
+            return self._held()
         self.last_raw = raw
+        return self._corrected(raw)
+
+    def _reset(self, raw: list[float]) -> None:
+        """The counter restarted and now reads `raw`: add what it had counted before to the offset."""
+        self.offset = [o + last for o, last in zip(self.offset, self.last_raw, strict=True)]
+        self.last_raw = raw
+        self.resets += 1
+
+    def _corrected(self, raw: list[float]) -> list[float]:
         if not self.resets:
             return raw  # no reset yet: the offset is all zeros
         return [r + o for r, o in zip(raw, self.offset, strict=True)]
 
-    def _is_reset(self, value: float, start: float) -> bool:
-        if value < self.last_raw[0]:
-            return True
-        return bool(start and self.last_start and start > self.last_start)
+    def _held(self) -> list[float]:
+        """The last row again: a value that may be late adds nothing until it is judged."""
+        return list(self.rows[len(self.rows) - self.width :])
 
     def trim(self, horizon: float) -> None:
         times = self.times
@@ -132,6 +161,8 @@ class Series:
 
     def last(self, column: int = 0) -> float:
         """The latest value as the producer reported it (before reset correction)."""
+        if self.pending is not None:
+            return self.pending[column]
         value = self.rows[len(self.rows) - self.width + column]
         return value - self.offset[column] if self.kind is not Kind.GAUGE else value
 

@@ -44,9 +44,16 @@ class Settings:
     max_labels_per_series: int = 64
     max_label_length: int = 2048
     max_push_rate: float = 1_000_000.0
+    max_buckets_per_point: int = 200
+    max_inflight_bytes: int = 64 * 1024 * 1024
     stream_resend: float = 5.0
     ops_token_file: str | None = None
     max_triggers: int = 10_000
+    max_connections: int = 4096
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    idle_timeout: float = 120.0
+    max_streams: int = 10_000
 
     @property
     def tls(self) -> bool:
@@ -167,6 +174,11 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "max-labels-per-series": (_positive_int, "points with more labels (resource + point attributes) are refused"),
     "max-label-length": (_positive_int, "points with a longer label name or value are refused"),
     "max-push-rate": (_rate, "datapoints per second per token (per peer without tokens); 0 is unlimited"),
+    "max-buckets-per-point": (
+        _positive_int,
+        "points with more histogram buckets (per sign, for exponential ones) or summary quantiles are refused",
+    ),
+    "max-inflight-bytes": (_size, "request bytes held at once over all OTLP requests; beyond it, 429 at once"),
     "stream-resend": (
         _positive_duration,
         "while a trigger is active, StreamIsActive repeats `true` this often (KEDA drops one it cannot place yet)",
@@ -176,6 +188,22 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
         "bearer tokens for /debug/* on the ops port, one per line, each optionally + the only namespace it sees",
     ),
     "max-triggers": (_positive_int, "remembered trigger states; a new ScaledObject trigger beyond it is refused"),
+    "max-connections": (
+        _positive_int,
+        "open connections per port (lowered to fit the open-file limit); at it, an HTTP port closes its "
+        "longest-idle connection for a new one and a gRPC port refuses new ones",
+    ),
+    "header-timeout": (
+        _positive_duration,
+        "a request's headers must arrive within this of its first byte (of connecting, for the first); "
+        "on gRPC ports, the TLS and HTTP/2 handshake",
+    ),
+    "body-timeout": (_positive_duration, "an HTTP request's body must arrive within this of its headers: else 408"),
+    "idle-timeout": (_positive_duration, "a connection with no request or call in flight for this long is closed"),
+    "max-streams": (
+        _positive_int,
+        "concurrent calls (HTTP/2 streams, StreamIsActive included) on the scaler port; beyond it RESOURCE_EXHAUSTED",
+    ),
 }
 _BOOLEAN_FLAGS = frozenset({"isolate-namespaces"})
 
@@ -246,6 +274,11 @@ def _check(settings: Settings) -> None:
         raise SettingsError(
             f"--stale-after ({settings.stale_after:g}s) must not exceed --retention ({settings.retention:g}s): "
             "series would be freed before they are judged stale"
+        )
+    if settings.max_inflight_bytes < settings.max_request_bytes:
+        raise SettingsError(
+            f"--max-inflight-bytes ({format_size(settings.max_inflight_bytes)}) must be at least --max-request-bytes "
+            f"({format_size(settings.max_request_bytes)}): a request of the largest size could never be read"
         )
     if settings.warmup < 0:
         raise SettingsError("--warmup: must not be negative")

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from scaler.admission import Limits, screen
 from scaler.errors import InvalidTrigger, ScalerError
 from scaler.expression import Matcher
-from scaler.names import label_value
+from scaler.names import NAMESPACE_KEYS
 from scaler.otlp import Decoded, Histogram, Kind, Sample
 from scaler.policy_spec import POLICY_KEYS, PolicySpec
 from scaler.settings import _FLAGS, Settings, SettingsError, env_name, parse_settings
@@ -233,7 +233,11 @@ def test_screen_keeps_exactly_the_points_within_limits(
             len(labels) <= limits.max_labels
             and len(sample.name) <= limits.max_label_length
             and all(len(k) <= limits.max_label_length and len(v) <= limits.max_label_length for k, v in labels.items())
-            and (namespace is None or label_value(labels, "namespace") == namespace)
+            and (  # a bound token: every namespace label names its namespace, and there is one
+                namespace is None
+                or bool(labels.keys() & set(NAMESPACE_KEYS))
+                and all(labels.get(k, namespace) == namespace for k in NAMESPACE_KEYS)
+            )
         )
         if within:
             assert next(kept) is sample

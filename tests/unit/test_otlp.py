@@ -390,14 +390,14 @@ def test_summary_gives_count_sum_and_quantile_gauges() -> None:
                     quantile_values=[
                         SummaryDataPoint.ValueAtQuantile(quantile=0.5, value=0.1),
                         SummaryDataPoint.ValueAtQuantile(quantile=0.99, value=0.8),
-                        SummaryDataPoint.ValueAtQuantile(quantile=0.9, value=math.nan),  # skipped
+                        SummaryDataPoint.ValueAtQuantile(quantile=0.9, value=math.nan),  # refused, and said so
                     ],
                 )
             ]
         ),
     )
     decoded = decode(metric)
-    assert decoded.refused_total == 0
+    assert decoded.refused == {"non_finite": 1}
     head, *quantiles = decoded.samples
     assert (head.name, head.kind, head.value, head.start, head.labels) == (
         "rpc_latency",
@@ -840,7 +840,7 @@ def _expected_outputs(req: ExportMetricsServiceRequest) -> int:
                 if which == "summary":
                     for p in points:
                         if not p.flags & 1 and math.isfinite(p.sum):
-                            total += sum(1 for q in p.quantile_values if math.isfinite(q.value))
+                            total += len(p.quantile_values)  # a gauge each, or a refusal each
     return total
 
 
@@ -852,7 +852,7 @@ def test_decoding_any_parsed_request_never_raises(req: ExportMetricsServiceReque
     decoded = decode_export_request(parsed)
     _check_decoded(decoded)
     assert len(decoded.samples) + decoded.refused_total == expected
-    assert set(decoded.refused) <= {"non_finite", "malformed_histogram"}
+    assert set(decoded.refused) <= {"non_finite", "malformed_histogram", "negative_delta"}
 
 
 @pytest.mark.parametrize("body", [b"[]", b'"x"', b"1", b"null", b"  [ {} ]"])

@@ -188,10 +188,39 @@ def test_repeated_resets_accumulate() -> None:
     s = series_for(counter(0))
     values = [5, 8, 2, 4, 1, 0, 3]
     feed(s, [(float(t), counter(v)) for t, v in enumerate(values)])
-    # 5->8: 3, reset ->2: 2, 2->4: 2, reset ->1: 1, reset ->0: 0, 0->3: 3
-    assert s.increase(0, -math.inf) == (11.0, 6.0)
-    assert s.resets == 3
+    # 5->8: 3, reset ->2: 2 (4 is below 8 too), 2->4: 2, reset ->1: 1 (0 is below 4 too),
+    # then 0 is a late point (3 is above 1 again), 1->3: 2
+    assert s.increase(0, -math.inf) == (10.0, 6.0)
+    assert s.resets == 2
     assert s.last() == 3.0
+
+
+def test_a_single_lower_point_the_next_contradicts_is_late_not_a_reset() -> None:
+    s = series_for(counter(0))
+    feed(s, [(float(t), counter(v, start=100)) for t, v in enumerate([1000, 1010, 1005, 1020])])
+    increase, seconds = s.increase(0, -math.inf) or (math.nan, math.nan)
+    assert (increase, seconds) == (20.0, 3.0)  # about 7/s, not 1015 read as a restart
+    assert s.resets == 0
+    assert s.last() == 1020.0
+
+
+def test_a_lower_point_is_held_flat_until_the_next_one_judges_it() -> None:
+    s = series_for(counter(0))
+    feed(s, [(0.0, counter(1000)), (1.0, counter(1010)), (2.0, counter(4))])
+    assert s.increase(0, -math.inf) == (10.0, 2.0)  # no guess yet: neither a late point nor a reset
+    assert s.last() == 4.0  # as the producer reported it
+    feed(s, [(3.0, counter(9))])  # still below 1010: the producer restarted at 2.0
+    assert s.increase(0, -math.inf) == (19.0, 3.0)
+    assert s.increase(0, 2.0) == (5.0, 1.0)
+    assert s.resets == 1
+
+
+def test_a_point_from_before_the_latest_restart_is_ignored() -> None:
+    s = series_for(counter(0))
+    feed(s, [(0.0, counter(50, start=100)), (1.0, counter(5, start=200)), (2.0, counter(60, start=100))])
+    feed(s, [(3.0, counter(8, start=200))])
+    assert s.increase(0, -math.inf) == (8.0, 3.0)  # 50 -> restart at 5 (+5) -> 8 (+3); the late 60 adds 0
+    assert s.resets == 1
 
 
 def test_delta_samples_accumulate() -> None:
@@ -241,11 +270,13 @@ def test_histogram_reset_corrects_every_column() -> None:
             (2.0, histogram(3, 1.0, (1, 1, 1))),
         ],
     )
+    assert (s.resets, s.increase(0, -math.inf), s.last(0)) == (0, (2.0, 2.0), 3.0)  # lower: held until judged
+    feed(s, [(3.0, histogram(5, 2.0, (2, 2, 1)))])  # below 12 still: it was a reset
     assert s.resets == 1
-    assert s.increase(0, -math.inf) == (5.0, 2.0)
-    assert s.increase(1, -math.inf) == (2.0, 2.0)
-    assert s.increase(2, -math.inf) == (2.0, 2.0)
-    assert s.last(0) == 3.0
+    assert s.increase(0, -math.inf) == (7.0, 3.0)
+    assert s.increase(1, -math.inf) == (3.0, 3.0)
+    assert s.increase(2, -math.inf) == (3.0, 3.0)
+    assert s.last(0) == 5.0
 
 
 def test_histogram_layout_change_restarts_the_series() -> None:
@@ -342,9 +373,19 @@ def test_counter_increase_matches_a_reset_aware_sum(points: list[tuple[int, bool
         epoch += restart
         s.append(counter(value, start=float(epoch)), float(t), -1e9)
         values.append(value)
-    expected = 0
-    for i in range(1, len(points)):
-        restarted = points[i][1] or values[i] < values[i - 1]
-        expected += values[i] if restarted else values[i] - values[i - 1]
+    # A restart (a new start time) counts from 0. A lower value without one is a restart only if the
+    # next value is below the last one before it too; otherwise it was a late point and adds nothing.
+    expected, last, held = 0, values[0], None
+    for value, restart in points[1:]:
+        if restart:
+            expected, last, held = expected + value, value, None
+            continue
+        if held is not None and value < last:
+            expected, last = expected + held, held
+        held = None
+        if value < last:
+            held = value
+        else:
+            expected, last = expected + value - last, value
     assert s.increase(0, -math.inf) == (float(expected), float(len(points) - 1))
     assert s.last() == values[-1]
