@@ -25,10 +25,8 @@ import math
 import multiprocessing
 import os
 import resource
-import signal
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -64,6 +62,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     SummaryDataPoint,
 )
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from scaler_process import ScalerProcess
 
 from scaler.externalscaler import externalscaler_pb2 as pb
 from scaler.externalscaler import externalscaler_pb2_grpc as pb_grpc
@@ -73,7 +72,7 @@ TARGET_RSS_MIB = 512.0
 EXPORT_METHOD = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
 MAX_MESSAGE = 64 * 1024 * 1024
 MiB = 1024 * 1024
-COMMON_FLAGS = ("--warmup", "0s", "--retention", "30s", "--stale-after", "15s", "--log-format", "json")
+COMMON_FLAGS = ("--warmup", "0s", "--retention", "30s", "--stale-after", "15s")
 CHILD_NOFILE = 1024  # the open-file limit of the scaler in the idle-connections row
 KEEPER_VALUE = 3.0
 KEEPER_METADATA = {
@@ -89,73 +88,6 @@ _DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 
 
 # -- the scaler under test, one process per row ---------------------------------------------------------
-
-
-class Child:
-    """`python -m scaler serve` on 127.0.0.1, every port 0, stderr into a file; ports from its 'listening' line."""
-
-    def __init__(self, flags: list[str], log: Path, nofile: int | None = None) -> None:
-        ports = ["--otlp-grpc-port", "0", "--otlp-http-port", "0", "--scaler-port", "0", "--http-port", "0"]
-        self.command = [sys.executable, "-m", "scaler", "serve", "--host", "127.0.0.1", *ports, *flags]
-        self.log = log
-        self.nofile = nofile
-        self.ports: dict[str, int] = {}
-
-    def start(self) -> Child:
-        limit = self.nofile
-
-        def lower_nofile() -> None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
-
-        with self.log.open("wb") as stderr:
-            self.proc = subprocess.Popen(
-                self.command,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                preexec_fn=lower_nofile if limit is not None else None,
-            )
-        deadline = time.monotonic() + 30
-        while not self.ports:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the scaler did not start: {self.log.read_text()[-600:]}")
-            time.sleep(0.02)
-            self.ports = _listening_ports(self.log.read_text(errors="replace"))
-        return self
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-    def address(self, port: str) -> str:
-        return f"127.0.0.1:{self.ports[port]}"
-
-    def log_bytes(self) -> int:
-        return self.log.stat().st_size
-
-
-def _listening_ports(log: str) -> dict[str, int]:
-    for line in log.splitlines():
-        try:
-            message = json.loads(line).get("message", "") if line.startswith("{") else line
-        except ValueError:
-            continue
-        if message.startswith("listening on "):
-            return {k: int(v) for k, v in (p.split("=") for p in message.split(": ", 1)[1].split())}
-    return {}
 
 
 class RssSampler:
@@ -570,7 +502,7 @@ def alt_sources() -> tuple[str, ...]:
 
 @dataclass
 class Ctx:
-    child: Child
+    child: ScalerProcess
     args: argparse.Namespace
     deadline: float = 0.0
 
@@ -1062,7 +994,8 @@ def run_row(number: int, attack: Attack, args: argparse.Namespace, good: GoodCli
     flags, nofile, token = group_flags(attack.group, workdir)
     started = time.monotonic()
     try:
-        child = Child([*COMMON_FLAGS, *flags], workdir / f"row-{number:02d}.log", nofile).start()
+        log = workdir / f"row-{number:02d}.log"
+        child = ScalerProcess(*COMMON_FLAGS, *flags, log=log, preexec_fn=_nofile(nofile), start_timeout=30).start()
     except RuntimeError as exc:
         row.status = f"scaler did not start: {str(exc)[:200]}"
         return row
@@ -1079,8 +1012,8 @@ def run_row(number: int, attack: Attack, args: argparse.Namespace, good: GoodCli
         outcome = _bounded(attack.run, ctx, hard_cap=4 * args.seconds + 30)
         time.sleep(max(0.0, ctx.deadline - time.monotonic()))  # every row measures at least --seconds
         figures = good.call("end")
-        if not child.alive():
-            row.status = f"scaler died (exit {child.proc.returncode})"
+        if child.returncode is not None:
+            row.status = f"scaler died (exit {child.returncode})"
         elif outcome.saw.startswith(("attack error", "attack overran")):
             row.status = outcome.saw.split(":")[0]
         time.sleep(args.settle)
@@ -1094,6 +1027,13 @@ def run_row(number: int, attack: Attack, args: argparse.Namespace, good: GoodCli
         child.stop()
     row.seconds = time.monotonic() - started
     return row
+
+
+def _nofile(limit: int | None) -> Callable[[], None] | None:
+    """What lowers the scaler's open-file limit to `limit` before it starts, if one is given."""
+    if limit is None:
+        return None
+    return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
 
 def _bounded(run: Callable[[Ctx], Outcome], ctx: Ctx, hard_cap: float) -> Outcome:

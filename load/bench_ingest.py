@@ -19,17 +19,11 @@ import argparse
 import asyncio
 import inspect
 import itertools
-import json
 import multiprocessing
 import os
-import queue
 import re
-import signal
 import subprocess
-import sys
-import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,76 +32,13 @@ from typing import Any
 
 import psutil
 from otlp_payloads import HISTOGRAMS_PER_POD, SERIES_PER_POD, Batches, fleet
+from scaler_process import ScalerProcess
 
 TARGET_DATAPOINTS_PER_SECOND = 400_000
 TARGET_CEILING_RATIO = 0.15
 EXPORT_METHOD = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
 MAX_MESSAGE = 64 * 1024 * 1024
 CEILING_PODS = 1000  # the in-process breakdown holds this many pods (creating series is the slow part)
-
-
-# -- the scaler under test, in its own process -----------------------------------------------------------
-
-
-class ScalerProcess:
-    """`python -m scaler serve` on 127.0.0.1, every port 0; the ports come from its JSON 'listening' line."""
-
-    def __init__(self, *flags: str) -> None:
-        ports = ["--otlp-grpc-port", "0", "--otlp-http-port", "0", "--scaler-port", "0", "--http-port", "0"]
-        command = [sys.executable, "-m", "scaler", "serve", "--host", "127.0.0.1", *ports, "--log-format", "json"]
-        self.command = [*command, *flags]
-        self.ports: dict[str, int] = {}
-        self._lines: queue.Queue[str] = queue.Queue()
-
-    def __enter__(self) -> ScalerProcess:
-        self.proc = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        threading.Thread(target=self._drain, daemon=True).start()
-        deadline = time.monotonic() + 60
-        seen: list[str] = []
-        while not self.ports:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.__exit__()
-                raise RuntimeError(f"the scaler did not start: {' '.join(self.command)}\n{''.join(seen[-20:])}")
-            try:
-                line = self._lines.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            seen.append(line)
-            message = json.loads(line).get("message", "") if line.startswith("{") else line
-            if message.startswith("listening on "):
-                self.ports = {k: int(v) for k, v in (p.split("=") for p in message.split(": ", 1)[1].split())}
-        self.process = psutil.Process(self.proc.pid)
-        return self
-
-    def _drain(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self._lines.put(line)
-
-    def __exit__(self, *_: object) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def address(self, port: str) -> str:
-        return f"127.0.0.1:{self.ports[port]}"
-
-    def cpu_seconds(self) -> float:
-        """User and system CPU of every thread of the scaler so far."""
-        times = self.process.cpu_times()
-        return float(times.user + times.system)
-
-    def self_metrics(self) -> str:
-        """The scaler's own `/metrics` page."""
-        with urllib.request.urlopen(f"http://{self.address('http')}/metrics", timeout=60) as reply:
-            return str(reply.read().decode())
 
 
 def metric_value(page: str, name: str, **labels: str) -> float:

@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from bench_ingest import EXPORT_METHOD, MAX_MESSAGE, Profiler, ScalerProcess
+from bench_ingest import EXPORT_METHOD, MAX_MESSAGE, Profiler
 from grpc_health.v1 import health_pb2
 from otlp_payloads import SERIES_PER_POD, Batches, fleet
+from scaler_process import ScalerProcess
 
 from scaler.externalscaler import externalscaler_pb2 as keda
 

@@ -62,6 +62,7 @@ import grpc
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from scaler_process import ScalerProcess, spawn, terminate
 
 from scaler.externalscaler import externalscaler_pb2 as pb
 from scaler.sim.keda import KedaHpaEmulator, ScaledObject, Trigger, TriggerAnswer
@@ -127,70 +128,6 @@ async def sleep_until(moment: float) -> None:
 
 
 # -- the processes: the scaler and Prometheus ------------------------------------------------------------------
-
-
-def spawn(command: list[str], log_file: Path) -> subprocess.Popen[bytes]:
-    """Start a server with its output in log_file; it gets SIGTERM if this benchmark dies, even by SIGKILL.
-
-    setpriv sets the parent-death signal; with no preexec_fn and close_fds=False, Python posix_spawns
-    the child, so gRPC's fork handlers stay out of it.
-    """
-    setpriv = shutil.which("setpriv")
-    if setpriv is not None:
-        command = [setpriv, "--pdeathsig", "TERM", *command]
-    with open(log_file, "wb") as out:
-        return subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, close_fds=False
-        )
-
-
-def terminate(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is not None and proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-class ScalerProcess:
-    """`python -m scaler serve` on 127.0.0.1, every port 0, in its own process as in production.
-
-    The ports come from its JSON 'listening on' log line.
-    """
-
-    def __init__(self, workdir: Path) -> None:
-        self.log = workdir / "scaler.log"
-        self.ports: dict[str, int] = {}
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    async def start(self, timeout: float = 60.0) -> None:
-        ports = ["--otlp-grpc-port", "0", "--otlp-http-port", "0", "--scaler-port", "0", "--http-port", "0"]
-        flags = ["--host", "127.0.0.1", *ports, "--warmup", "0s", "--grace", "1s", "--log-format", "json"]
-        self.proc = spawn([sys.executable, "-m", "scaler", "serve", *flags], self.log)
-        deadline = now() + timeout
-        while not self.ports:
-            for line in self.log.read_text(errors="replace").splitlines():
-                message = json.loads(line).get("message", "") if line.startswith("{") else ""
-                if message.startswith("listening on "):
-                    pairs = (p.split("=") for p in message.split(": ", 1)[1].split())
-                    self.ports = {k: int(v) for k, v in pairs}
-            if self.proc.poll() is not None or (not self.ports and now() > deadline):
-                raise RuntimeError(f"the scaler did not start:\n{self.log.read_text(errors='replace')[-2000:]}")
-            await asyncio.sleep(0.05)
-
-    def address(self, port: str) -> str:
-        return f"127.0.0.1:{self.ports[port]}"
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU of the scaler process so far (from /proc)."""
-        assert self.proc is not None
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        terminate(self.proc)
 
 
 def free_port() -> int:
@@ -773,7 +710,7 @@ async def bench(plan: Plan, binary: str) -> Results:
     rng = random.Random(plan.seed)
     began = now()
     workdir = Path(tempfile.mkdtemp(prefix="bench-reaction-"))
-    scaler = ScalerProcess(workdir)
+    scaler = ScalerProcess("--warmup", "0s", "--grace", "1s", log=workdir / "scaler.log")
     routers: list[QueueingRouter] = []
     pods: list[PodServer] = []
     prometheus: PrometheusServer | None = None
@@ -783,7 +720,7 @@ async def bench(plan: Plan, binary: str) -> Results:
     )
     lag = LoopLag()
     try:
-        await scaler.start()
+        scaler.start()
         otlp = scaler.address("otlp-grpc")
         channel = grpc.aio.insecure_channel(scaler.address("scaler"))
         for i in range(plan.activation_trials):

@@ -27,23 +27,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import multiprocessing
 import os
-import queue
 import re
-import signal
-import subprocess
 import sys
-import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from scaler_process import ScalerProcess
 
 EXPORT = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
 CORE_SERIES = 8  # running, waiting, kv, three counters, two latency histograms
@@ -217,69 +213,6 @@ def push_loop(address: str, args: argparse.Namespace, stop: Any, results: Any) -
             stop.wait(max(0.0, started + tally.ticks * args.interval - time.monotonic()))
     tally.errors = dict(errors)
     results.put(asdict(tally))
-
-
-# -- the scaler in its own process ----------------------------------------------------------------------
-
-
-class ScalerProcess:
-    """`python -m scaler serve` on 127.0.0.1 with every port 0; ports from its JSON 'listening' line."""
-
-    def __init__(self, *flags: str) -> None:
-        ports = ["--otlp-grpc-port", "0", "--otlp-http-port", "0", "--scaler-port", "0", "--http-port", "0"]
-        self.command = [sys.executable, "-m", "scaler", "serve", "--host", "127.0.0.1", *ports, *flags]
-        self.ports: dict[str, int] = {}
-        self.errors: list[str] = []  # error lines the scaler logged
-        self.startup_seconds = math.nan  # from spawning the process to its "listening" line
-        self._lines: queue.Queue[str] = queue.Queue()
-
-    def __enter__(self) -> ScalerProcess:
-        spawned = time.monotonic()
-        self.proc = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        threading.Thread(target=self._drain, daemon=True).start()
-        deadline = time.monotonic() + 60
-        while not self.ports:
-            line = self._lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            message = json.loads(line).get("message", "") if line.startswith("{") else line
-            if message.startswith("listening on "):
-                self.ports = {k: int(v) for k, v in (p.split("=") for p in message.split(": ", 1)[1].split())}
-        self.startup_seconds = time.monotonic() - spawned
-        return self
-
-    def _drain(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            if not self.ports:
-                self._lines.put(line)
-            with contextlib.suppress(ValueError):
-                entry = json.loads(line)
-                if entry.get("level") in ("error", "critical"):
-                    self.errors.append(entry.get("message", line)[:300])
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-    def address(self, port: str) -> str:
-        return f"127.0.0.1:{self.ports[port]}"
-
-    def rss_mib(self) -> float:
-        with open(f"/proc/{self.proc.pid}/status") as status:
-            kib = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
-        return kib / 1024
-
-    def self_metrics(self) -> str:
-        with urllib.request.urlopen(f"http://{self.address('http')}/metrics", timeout=30) as reply:
-            return str(reply.read().decode())
 
 
 def metric_sum(page: str, name: str) -> float:
@@ -499,7 +432,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     retention = parse_duration(args.retention)
     stale_after = parse_duration(args.stale_after)
     warm_up = min(args.duration / 2, retention + COMPACT_AT * args.interval + 15.0)
-    flags = ["--retention", args.retention, "--stale-after", args.stale_after, "--warmup", "5s", "--log-format", "json"]
+    flags = ["--retention", args.retention, "--stale-after", args.stale_after, "--warmup", "5s"]
     context = multiprocessing.get_context("spawn")
     stop, results = context.Event(), context.Queue()
     objects = scaled_objects(args.scaledobjects)
@@ -523,10 +456,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         stale = await until_unavailable(scaler.address("scaler"), objects, pushed["last_push_at"], give_up)
         page = scaler.self_metrics()
         returncode = scaler.stop()
+        logged_errors = scaler.logged_errors()
     accepted = metric_sum(page, "keda_llm_scaler_datapoints_accepted_total")
     errors = Counter(keda.errors) + Counter(pushed["errors"])
-    if scaler.errors:
-        errors["scaler logged an error"] += len(scaler.errors)
+    if logged_errors:
+        errors["scaler logged an error"] += len(logged_errors)
     if returncode != 0:
         errors[f"scaler exited {returncode}"] += 1
     if accepted != pushed["datapoints"] - pushed["rejected"]:
@@ -560,7 +494,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "evaluations_scheduled": scheduled,
         "stream_messages": keda.stream_messages,
         "errors": dict(errors),
-        "first_errors": keda.first_errors + scaler.errors[:5],
+        "first_errors": keda.first_errors + logged_errors[:5],
         "getmetrics_latency_ms": latency,
         "rss_mib": {
             "start": samples[0]["rss_mib"],
