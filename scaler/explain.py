@@ -126,7 +126,12 @@ def describe_figures(figures: WindowFigures) -> dict[str, Any]:
         "demand_replicas": round(figures.demand, 3),
         "peak_replicas": round(figures.peak, 3),
         "signals": {
-            s.name: {"replicas": round(s.replicas, 3), "peak_replicas": round(s.peak, 3), "detail": s.detail}
+            s.name: {
+                "replicas": round(s.replicas, 3),
+                "peak_replicas": round(s.peak, 3),
+                "kind": s.kind,
+                "detail": s.detail,
+            }
             for s in figures.signals
         },
     }
@@ -139,12 +144,17 @@ def describe_decision(decision: Decision, pod_ages: Mapping[str, float] | None =
         "recommendation": decision.replicas,
         "reason": decision.reason,
         "reporting_pods": decision.reporting_pods,
+        "in_flight_pods": decision.in_flight,
+        "late_pods": decision.late,
+        "cold_start_seconds": decision.cold_start.seconds,
+        "cold_start_source": decision.cold_start.source,
         "panic": decision.in_panic,
         "stable": describe_figures(decision.stable),
         "panic_window": describe_figures(decision.panic),
         "ttft_seconds": _number(decision.ttft),
         "itl_seconds": _number(decision.itl),
         "activation_value": _number(decision.activation_value),
+        "demand_value": _number(decision.demand_value),
         "pool_replicas": decision.pool_replicas,
         "notes": list(decision.notes),
         "pods": [_pod_row(p, ages.get(p.pod)) for p in decision.pods],

@@ -89,10 +89,7 @@ def _render_trigger(t: Mapping[str, Any]) -> str:
 
 def _render_policy(t: Mapping[str, Any]) -> list[str]:
     stable, panic = t["stable"], t["panic_window"]
-    lines = [
-        f"  reason: {t['reason']}",
-        f"  reporting pods {t['reporting_pods']}  panic {'yes' if t['panic'] else 'no'}",
-    ]
+    lines = [f"  reason: {t['reason']}", "  " + "  ".join(_pool_state(t))]
     rows = []
     for signal, figures in stable["signals"].items():
         in_panic = panic["signals"].get(signal, {}).get("replicas")
@@ -112,6 +109,20 @@ def _render_policy(t: Mapping[str, Any]) -> list[str]:
         lines += _table([title for _, title in _POD_COLUMNS], pods)
     lines += [f"  note: {note}" for note in t["notes"]]
     return lines
+
+
+def _pool_state(t: Mapping[str, Any]) -> list[str]:
+    """Pods reporting and awaited, the cold start and where it came from, panic, the gateway's demand."""
+    parts = [f"reporting pods {t['reporting_pods']}"]
+    if "in_flight_pods" in t:  # a scaler from before in-flight accounting leaves them out
+        flight = f"in flight {t['in_flight_pods']}"
+        if t["late_pods"]:
+            flight += f" (+{t['late_pods']} late)"
+        parts += [flight, f"cold start {_fmt(t['cold_start_seconds'])}s ({t['cold_start_source']})"]
+    parts.append(f"panic {'yes' if t['panic'] else 'no'}")
+    if t.get("demand_value") is not None:
+        parts.append(f"gateway demand {_fmt(t['demand_value'])}")
+    return parts
 
 
 def _fmt(value: Any) -> str:

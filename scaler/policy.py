@@ -1,16 +1,28 @@
 """vLLM-aware replica recommendations for one pool: per-signal figures, stable and panic windows.
 
-Each signal turns the pool's load into "replicas needed": load over a per-pod target, or observed
-latency over its SLO times the pods now serving. The recommendation is the max over signals (as the
-HPA does with several metrics), computed over a stable window and a short panic window:
+Each signal turns the pool's load into "replicas needed". *Rate* signals measure load against
+per-pod capacity (KV usage, running requests, token rates, the arrival rate), *queue* signals a
+backlog (waiting requests, prompts to drain within the TTFT target, a gateway's queue), *latency*
+signals correct by observed latency over its SLO times the pods serving. Rate and queue signals are
+absolute demand, divided by `headroom`; the recommendation is the max over signals (as the HPA does
+with several metrics), computed over a stable window and a short panic window:
 
 - panic starts when panic-window demand reaches `panicThreshold` x the pods reporting; while it lasts
-  (until one stable window without it) the answer is the max of both windows and never goes down;
+  (until one stable window without it) the panic window decides and the answer never goes below the
+  last one;
 - otherwise the stable window decides, and a scale-down to N only happens when the window's *peak*
-  load still fits under every target on N pods;
-- growth is capped at `maxScaleUpRate` x the pods reporting (at least one more), except from zero;
-- pods that have not reported yet are not capacity, and the answer is absolute demand over per-pod
-  capacity, so a slow model load cannot feed on itself into runaway scale-up;
+  load still fits under every target on N pods; the stable window can hold replicas but not add
+  them: a rise beyond the last answer needs the panic window to ask for it too, so a window still
+  full of a burst that has ended does not scale up the pods that arrive after it;
+- absolute signals may ask for the whole demand at once, however few pods report; latency
+  corrections and capacities learned less than a stable window ago are at most `maxScaleUpRate` x
+  the pods reporting (at least one more), except from zero;
+- pods asked for and not reporting yet (scaler.inflight) are capacity on its way: while any is
+  awaited, and for a cold start after the last began to report, queue and latency signals, which
+  grow because that capacity is missing, may not ask beyond the pods asked for, nor beyond twice
+  the pods the arrival rate needs past those reporting (the second half drains what built up);
+- with `forecast`, a panic window above the stable one is extrapolated over the cold start (at most
+  2x today's demand);
 - a pod whose engines all sleep (`engine_sleep_state`) is neither capacity nor evidence of idleness:
   vLLM stops stepping while asleep, so its load gauges hold whatever the last step left, and whoever
   put it to sleep means to wake it. Demand is sized on the awake pods and the sleeping ones are held
@@ -27,8 +39,10 @@ Everything is a pure function of its inputs and `now`; state between evaluations
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
+from scaler import inflight
+from scaler.inflight import ColdStart, Flight
 from scaler.policy_spec import PolicySpec
 from scaler.signals import (
     ADMISSION_REJECTIONS,
@@ -48,16 +62,31 @@ from scaler.signals import (
 
 _LEARN_RATE = 0.3  # weight of a new observation in the learned per-pod capacity
 _REFUSED_WAIT = 1.0  # seconds a refused request counts as waiting when the trigger has no TTFT target
+FORECAST_BOUND = 2.0  # a forecast asks for at most this many times today's demand
+
+RATE, QUEUE, LATENCY, FORECAST = "rate", "queue", "latency", "forecast"
+
+
+@dataclass(frozen=True, slots=True)
+class Learned:
+    """A per-pod capacity learned from pods that had a queue; confirmed once re-learned a window later."""
+
+    value: float
+    first: float  # when it was first learned
+    last: float  # when it was last re-learned
+
+    def confirmed(self, window: float) -> bool:
+        return self.last - self.first >= window
 
 
 @dataclass(frozen=True, slots=True)
 class PolicyState:
     last_panic: float | None = None
-    panic_floor: int = 0
-    prefill_capacity: float | None = None  # learned prompt tokens/s per saturated pod
-    decode_capacity: float | None = None  # learned generated tokens/s per saturated pod
-    last_replicas: int | None = None
+    prefill: Learned | None = None  # prompt tokens/s per saturated pod
+    decode: Learned | None = None  # generated tokens/s per saturated pod
     seen_replicas: int | None = None  # the last recommendation made while pods were reporting
+    demand: int | None = None  # the last pool figure the windows decided, before asleep pods and clamps
+    flight: Flight = field(default_factory=Flight)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +95,14 @@ class Signal:
     replicas: float  # the figure from window means
     peak: float  # the same figure from window peaks, for scale-down
     detail: str
+    kind: str = RATE
+    keep_up: float | None = None  # a queue signal's replicas for the arrival rate alone
+    bounded: bool = False  # relative or unconfirmed: at most maxScaleUpRate x the pods reporting
+
+    @property
+    def arrivals(self) -> float | None:
+        """Replicas the arrival rate needs, by this signal; None when it cannot tell."""
+        return self.replicas if self.kind == RATE else self.keep_up
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,19 +139,26 @@ class Decision:
     itl: float | None = None
     activation_value: float | None = None
     pool_replicas: int | None = None  # for an overflow pool: what the whole pool needs
+    in_flight: int = 0  # pods asked for within the last cold start, not reporting yet
+    late: int = 0  # pods asked for longer ago than the cold start, not reporting yet
+    cold_start: ColdStart = ColdStart(inflight.DEFAULT_COLD_START, "default")
+    demand_value: float | None = None  # demandQuery's value over the stable window
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayDemand:
+    """demandQuery's value over each window."""
+
+    stable: float
+    panic: float
 
 
 def pool_metrics(spec: PolicySpec) -> tuple[str, ...]:
-    """The vLLM metrics this spec's signals read (learning capacity needs the queue and the rates)."""
-    names: list[str] = []
-    if spec.phase in ("decode", "unified"):
-        names += [RUNNING, KV, PREEMPTIONS, GENERATION_TOKENS, WAITING, WAITING_BY_REASON]
-        if spec.itl is not None:
-            names.append(ITL)
-    if spec.phase in ("prefill", "unified"):
-        names += [WAITING, WAITING_BY_REASON, PROMPT_TOKENS, ADMISSION_REJECTIONS]
-        if spec.ttft is not None:
-            names.append(TTFT)
+    """The vLLM metrics this spec's signals read (learning capacity needs the queue and the rates;
+    prefill reads first tokens for the mean prompt, which turns queue growth into tokens)."""
+    decode = [RUNNING, KV, PREEMPTIONS, GENERATION_TOKENS, WAITING, WAITING_BY_REASON, *([ITL] if spec.itl else [])]
+    prefill = [WAITING, WAITING_BY_REASON, PROMPT_TOKENS, ADMISSION_REJECTIONS, TTFT]
+    names = {"decode": decode, "prefill": prefill, "unified": decode + prefill}[spec.phase]
     return tuple(dict.fromkeys([*names, SLEEP_STATE]))
 
 
@@ -123,24 +167,37 @@ def replicas_for(figure: float) -> int:
     return max(0, math.ceil(figure - 1e-9))
 
 
-def window_figures(spec: PolicySpec, pool: PoolWindow, state: PolicyState) -> WindowFigures:
-    signals: list[Signal] = []
-    if spec.phase in ("decode", "unified"):
-        signals += _decode_signals(spec, pool, state)
-    if spec.phase in ("prefill", "unified"):
-        signals += _prefill_signals(spec, pool, state)
-    return WindowFigures(pool.window, tuple(signals))
+def window_figures(
+    spec: PolicySpec, pool: PoolWindow, state: PolicyState, demand: float | None = None
+) -> WindowFigures:
+    """Each signal's raw figure over one window (before the growth bounds `recommend` applies)."""
+    decode = _decode_signals(spec, pool, state) if spec.phase != "prefill" else []
+    prefill = _prefill_signals(spec, pool, state) if spec.phase != "decode" else []
+    gateway = _gateway_signal(spec, demand) if demand is not None else []
+    return WindowFigures(pool.window, (*decode, *prefill, *gateway))
+
+
+def _gateway_signal(spec: PolicySpec, demand: float) -> list[Signal]:
+    if spec.demand is None:
+        return []
+    per, operation = spec.demand.per_replica, spec.demand.operation
+    figure = demand / per / spec.headroom
+    detail = f"gateway demand {demand:g} at {per:g}/replica ({spec.demand.query} [{operation}])"
+    return [Signal("demand", figure, figure, detail, RATE if operation == "rate" else QUEUE)]
 
 
 def _decode_signals(spec: PolicySpec, pool: PoolWindow, state: PolicyState) -> list[Signal]:
     out: list[Signal] = []
+    headroom = spec.headroom
     if spec.target_running is not None and pool.reporting("running"):
         # A request queued at a decode pod wants a batch slot as much as one running: a batch that
         # is full at max_num_seqs would otherwise hide the demand behind it.
-        total = pool.total("running") + pool.total("waiting")
+        running = pool.total("running")
+        total = running + pool.total("waiting")
         peak = pool.total("running_peak") + pool.total("waiting_peak")
         detail = f"running+waiting{_waiting_source(pool)} {total:.1f} at {spec.target_running:g}/pod"
-        out.append(Signal("running", total / spec.target_running, peak / spec.target_running, detail))
+        per = spec.target_running * headroom
+        out.append(Signal("running", total / per, peak / per, detail, QUEUE, keep_up=running / per))
     kv_pods = pool.reporting("kv")
     if kv_pods:
         preempting = [p for p in kv_pods if (p.preemption_rate or 0.0) > 0]
@@ -151,20 +208,24 @@ def _decode_signals(spec: PolicySpec, pool: PoolWindow, state: PolicyState) -> l
         detail = f"kv {mean:.2f} {relation} {spec.target_kv:.2f} on {len(kv_pods)} pods"
         if preempting:
             detail += f" ({len(preempting)} preempting)"
-        out.append(Signal("kv", math.fsum(usage) / spec.target_kv, math.fsum(peaks) / spec.target_kv, detail))
-    capacity, learned = _capacity(spec.decode_capacity, state.decode_capacity)
-    if capacity and pool.reporting("generation_rate"):
+        per = spec.target_kv * headroom
+        out.append(Signal("kv", math.fsum(usage) / per, math.fsum(peaks) / per, detail))
+    known = _capacity(spec.decode_capacity, state.decode, spec.stable_window)
+    if known is not None and pool.reporting("generation_rate"):
+        capacity, label, bounded = known
         demand = pool.total("generation_rate")
-        detail = f"generation {demand:.0f} tok/s at {capacity:.0f}/pod{' (learned)' if learned else ''}"
-        out.append(Signal("decode_tokens", demand / capacity, demand / capacity, detail))
+        figure = demand / capacity / headroom
+        detail = f"generation {demand:.0f} tok/s at {capacity:.0f}/pod{label}"
+        out.append(Signal("decode_tokens", figure, figure, detail, bounded=bounded))
     if spec.itl is not None:
         observed = pool.itl.quantile(spec.itl_quantile)
-        out += _latency_correction("itl", observed, spec.itl, spec.itl_quantile, len(pool.serving), spec)
+        out += _latency_correction("itl", observed, spec.itl, spec.itl_quantile, len(pool.serving))
     return out
 
 
 def _prefill_signals(spec: PolicySpec, pool: PoolWindow, state: PolicyState) -> list[Signal]:
     out: list[Signal] = []
+    headroom = spec.headroom
     refused = pool.total("rejection_rate")  # requests/s refused at admission: demand the queue never held
     if pool.reporting("waiting"):
         total, peak = pool.total("waiting"), pool.total("waiting_peak")
@@ -174,30 +235,36 @@ def _prefill_signals(spec: PolicySpec, pool: PoolWindow, state: PolicyState) -> 
         if extra:
             detail += f" + {extra:.1f} refused ({refused:.2f}/s x {wait:g}s)"
         detail += f" at {spec.target_waiting:g}/pod"
-        target = spec.target_waiting
-        out.append(Signal("waiting", (total + extra) / target, (peak + extra) / target, detail))
-    capacity, learned = _capacity(spec.prefill_capacity, state.prefill_capacity)
-    if capacity and pool.reporting("prompt_rate"):
+        per = spec.target_waiting * headroom
+        out.append(Signal("waiting", (total + extra) / per, (peak + extra) / per, detail, QUEUE))
+    known = _capacity(spec.prefill_capacity, state.prefill, spec.stable_window)
+    if known is not None and pool.reporting("prompt_rate"):
+        capacity, label, bounded = known
         rate = pool.total("prompt_rate")
-        backlog = backlog_peak = refused_tokens = 0.0
+        backlog = backlog_peak = refused_tokens = growth = 0.0
         requests = pool.total("requests_rate")
         if requests > 0:
             per_request = rate / requests  # mean prompt length over the window
             refused_tokens = refused * per_request
+            growth = pool.total("waiting_growth") * per_request  # arrivals the pods did not take up yet
             if spec.ttft is not None:
                 backlog = pool.total("waiting") * per_request / spec.ttft
                 backlog_peak = pool.total("waiting_peak") * per_request / spec.ttft
-        demand = rate + backlog + refused_tokens
-        detail = f"prompt {demand:.0f} tok/s at {capacity:.0f}/pod{' (learned)' if learned else ''}"
+        arrivals = max(0.0, rate + growth + refused_tokens)
+        demand = arrivals + backlog
+        detail = f"prompt {demand:.0f} tok/s at {capacity:.0f}/pod{label}"
+        if growth:
+            detail += f", incl. queue growth {growth:.0f} tok/s"
         if backlog:
             detail += f", incl. backlog {backlog:.0f} tok/s to drain in {spec.ttft:g}s"
         if refused_tokens:
             detail += f", incl. refused {refused_tokens:.0f} tok/s"
-        peak_demand = rate + backlog_peak + refused_tokens
-        out.append(Signal("prefill_tokens", demand / capacity, peak_demand / capacity, detail))
+        per = capacity * headroom
+        peak_demand = rate + refused_tokens + backlog_peak
+        out.append(Signal("prefill_tokens", demand / per, peak_demand / per, detail, QUEUE, arrivals / per, bounded))
     if spec.ttft is not None:
         observed = pool.ttft.quantile(spec.ttft_quantile)
-        out += _latency_correction("ttft", observed, spec.ttft, spec.ttft_quantile, len(pool.serving), spec)
+        out += _latency_correction("ttft", observed, spec.ttft, spec.ttft_quantile, len(pool.serving))
     return out
 
 
@@ -228,36 +295,102 @@ def waiting_note(pool: PoolWindow) -> str | None:
     return note
 
 
-def _capacity(configured: float | None, learned: float | None) -> tuple[float | None, bool]:
-    return (configured, False) if configured is not None else (learned, learned is not None)
+def _capacity(configured: float | None, learned: Learned | None, window: float) -> tuple[float, str, bool] | None:
+    """(capacity, label, bounded): a capacity learned less than a window ago is not trusted to grow far."""
+    if configured is not None:
+        return configured, "", False
+    if learned is None:
+        return None
+    return learned.value, " (learned)", not learned.confirmed(window)
 
 
-def _latency_correction(
-    name: str, observed: float | None, slo: float, q: float, pods: int, spec: PolicySpec
-) -> list[Signal]:
+def _latency_correction(name: str, observed: float | None, slo: float, q: float, pods: int) -> list[Signal]:
     if observed is None or pods == 0 or observed <= slo:
         return []
-    factor = min(observed / slo, spec.max_scale_up_rate)
+    figure = pods * observed / slo  # relative: bounded by maxScaleUpRate x pods in `recommend`
     detail = f"{name} p{q * 100:g} {observed * 1000:.0f}ms > {slo * 1000:.0f}ms on {pods} pods"
-    return [Signal(name, pods * factor, pods * factor, detail)]
+    return [Signal(name, figure, figure, detail, LATENCY, bounded=True)]
 
 
-def learn_capacity(state: PolicyState, pool: PoolWindow) -> tuple[PolicyState, list[str]]:
+def learn_capacity(state: PolicyState, pool: PoolWindow, now: float) -> tuple[PolicyState, list[str]]:
     """Learn per-pod token throughput from pods that had a queue (they were running flat out)."""
     saturated = [p for p in pool.serving if (p.waiting or 0.0) >= 1.0]
-    prefill, prefill_note = _learn(state.prefill_capacity, [p.prompt_rate for p in saturated], "prefill")
-    decode, decode_note = _learn(state.decode_capacity, [p.generation_rate for p in saturated], "decode")
+    prefill, prefill_note = _learn(state.prefill, [p.prompt_rate for p in saturated], "prefill", now)
+    decode, decode_note = _learn(state.decode, [p.generation_rate for p in saturated], "decode", now)
     notes = [n for n in (prefill_note, decode_note) if n]
-    return replace(state, prefill_capacity=prefill, decode_capacity=decode), notes
+    return replace(state, prefill=prefill, decode=decode), notes
 
 
-def _learn(old: float | None, rates: list[float | None], what: str) -> tuple[float | None, str]:
+def _learn(old: Learned | None, rates: list[float | None], what: str, now: float) -> tuple[Learned | None, str]:
     observed = [r for r in rates if r is not None and r > 0]
     if not observed:
         return old, ""
     mean = math.fsum(observed) / len(observed)
-    new = mean if old is None else old + _LEARN_RATE * (mean - old)
-    return new, f"{what} capacity learned: {new:.0f} tok/s/pod from {len(observed)} queued pods"
+    if old is None:
+        new = Learned(mean, now, now)
+    else:
+        new = Learned(old.value + _LEARN_RATE * (mean - old.value), old.first, now)
+    return new, f"{what} capacity learned: {new.value:.0f} tok/s/pod from {len(observed)} queued pods"
+
+
+@dataclass(frozen=True, slots=True)
+class _Limits:
+    """What limits each signal in this evaluation: the rate cap, and the capacity awaited."""
+
+    pods: int
+    cap: int  # maxScaleUpRate x pods, at least one more (from zero no bounded signal exists)
+    rate: float
+    awaited: int  # pods asked for, not reporting yet
+    holding: bool  # queues are judged against the capacity asked for
+
+
+def _limited(figures: WindowFigures, limits: _Limits) -> WindowFigures:
+    """The window's signals with the rate cap on bounded ones, then the in-flight bound on queues and latency."""
+    capped = [_capped(s, limits) for s in figures.signals]
+    if not limits.holding:
+        return replace(figures, signals=tuple(capped))
+    arrivals = max([float(limits.pods), *(a for s in capped if (a := s.arrivals) is not None)])
+    # what the arrival rate needs, plus as many again as are awaited, at most what it needs beyond those reporting
+    extra = min(float(limits.awaited), arrivals - limits.pods)
+    bound = float(max(limits.pods + limits.awaited, replicas_for(arrivals + extra)))
+    if limits.awaited:
+        why = f"at {bound:g}: {limits.awaited} pods asked for are not serving yet"
+    else:
+        why = f"at {bound:g}: pods that began serving within a cold start drain what built up while they loaded"
+    held = [_held(s, bound, why) if s.kind in (QUEUE, LATENCY) and s.replicas > bound else s for s in capped]
+    return replace(figures, signals=tuple(held))
+
+
+def _capped(signal: Signal, limits: _Limits) -> Signal:
+    if not signal.bounded or signal.replicas <= limits.cap:
+        return signal
+    keep_up = None if signal.keep_up is None else min(signal.keep_up, limits.cap)
+    why = f"capped at {limits.rate:g}x {limits.pods} pods"
+    return replace(_held(signal, limits.cap, why, "; "), keep_up=keep_up)
+
+
+def _held(signal: Signal, limit: float, why: str, sep: str = "; held ") -> Signal:
+    detail = f"{signal.detail} ({signal.replicas:.1f}){sep}{why}"
+    return replace(signal, replicas=limit, detail=detail)  # the peak only ever holds pods: leave it
+
+
+def _forecast(stable: WindowFigures, panic: WindowFigures, cold: ColdStart) -> Signal | None:
+    """Panic-window demand above the stable window's, extrapolated over the cold start (at most 2x)."""
+    now_demand, then = _absolute(panic), _absolute(stable)
+    apart = (stable.window - panic.window) / 2  # seconds between the windows' centres (equal windows agree)
+    if now_demand <= then:
+        return None
+    slope = (now_demand - then) / apart
+    ahead = min(now_demand + slope * cold.seconds, FORECAST_BOUND * now_demand)
+    detail = (
+        f"forecast: demand {now_demand:.1f} rising {slope:.3f}/s, over a {cold.seconds:g}s cold start"
+        f" -> {ahead:.1f} (at most {FORECAST_BOUND:g}x)"
+    )
+    return Signal("forecast", ahead, ahead, detail, FORECAST)
+
+
+def _absolute(figures: WindowFigures) -> float:
+    return max([0.0, *(s.replicas for s in figures.signals if s.kind in (RATE, QUEUE))])
 
 
 def recommend(
@@ -267,49 +400,61 @@ def recommend(
     panic: PoolWindow,
     now: float,
     activation_value: float | None = None,
+    demand: GatewayDemand | None = None,
 ) -> tuple[Decision, PolicyState]:
     """The replica recommendation for a pool, and the state to carry to the next evaluation."""
-    state, learned = learn_capacity(state, stable)
-    configured = {"prefill": spec.prefill_capacity, "decode": spec.decode_capacity}
-    notes = [n for n in learned if configured[n.split()[0]] is None]  # a configured capacity wins
-    if spec.prefill_capacity is None and state.prefill_capacity is None and spec.phase != "decode":
-        notes.append("prefill capacity not learned yet (no pod has had a queue)")
-    if spec.decode_capacity is None and state.decode_capacity is None and spec.phase != "prefill":
-        notes.append("decode capacity not learned yet (no pod has had a queue)")
-    waiting = waiting_note(stable)
-    if waiting:
-        notes.append(waiting)
+    state, notes = _learning(spec, state, stable, now)
     pods = len(stable.serving)
     asleep = len(stable.asleep)
     if asleep:
         notes.append(f"{asleep} pods asleep (engine_sleep_state): not capacity, not idle; held on top of the demand")
-    stable_figures = window_figures(spec, stable, state)
-    panic_figures = window_figures(spec, panic, state)
+    flight = inflight.arrive(state.flight, pods, now)
+    if flight.arrived_at == now:
+        flight = replace(flight, backlog=panic.total("waiting"))
+    cold = inflight.cold_start(spec.cold_start, flight)
+    in_flight, late = inflight.awaited(flight, now, cold.seconds)
+    if in_flight or late:
+        notes.append(f"{in_flight} pods in flight, {late} late; {cold.describe(flight.arrivals)}")
+    if spec.headroom < 1:
+        notes.append(f"headroom {spec.headroom:g}: rate and queue signals are demand / {spec.headroom:g}")
+    cap = max(math.ceil(spec.max_scale_up_rate * pods - 1e-9), pods + 1)
+    # queues are judged against the capacity asked for while it is awaited, and for a cold start after
+    # it began to serve while it drains what built up as it loaded (not once the queue outgrows that)
+    draining = inflight.arrived_within(flight, now, cold.seconds) and panic.total("waiting") <= flight.backlog
+    limits = _Limits(pods, cap, spec.max_scale_up_rate, in_flight + late, bool(in_flight + late) or draining)
+    gateway = (None, None) if demand is None else (demand.stable, demand.panic)
+    stable_figures = _limited(window_figures(spec, stable, state, gateway[0]), limits)
+    panic_figures = _limited(window_figures(spec, panic, state, gateway[1]), limits)
     want_stable = replicas_for(stable_figures.demand)
     want_panic = replicas_for(panic_figures.demand)
+    ahead = _forecast(stable_figures, panic_figures, cold) if spec.forecast else None
+    if ahead is not None:
+        panic_figures = replace(panic_figures, signals=(*panic_figures.signals, ahead))
+    want_ahead = replicas_for(panic_figures.demand)
 
     if want_panic >= spec.panic_threshold * max(pods, 1) and want_panic > pods:
         state = replace(state, last_panic=now)
     in_panic = state.last_panic is not None and now - state.last_panic < spec.stable_window
+    previous = state.demand if state.demand is not None else pods
     qualifiers: list[str] = []
     if in_panic:
-        replicas = max(want_stable, want_panic, state.panic_floor, pods)
-        state = replace(state, panic_floor=replicas)
-        qualifiers.append("panic")
-        top = panic_figures.top if want_panic >= want_stable else stable_figures.top
+        replicas = max(want_ahead, previous, pods)  # never down while in panic
+        qualifiers.append("panic" if replicas == want_ahead else f"panic holds {replicas}")
+        top = panic_figures.top
     else:
-        state = replace(state, panic_floor=0, last_panic=None)
         replicas = want_stable
-        if want_stable < pods:  # scale down only as far as the window's peak still fits
-            replicas = min(pods, max(want_stable, replicas_for(stable_figures.peak)))
-            if replicas > want_stable:
-                qualifiers.append(f"peak holds {replicas}")
         top = stable_figures.top
-    if pods > 0:
-        cap = max(math.ceil(spec.max_scale_up_rate * pods - 1e-9), pods + 1)
-        if replicas > cap:
-            replicas = cap
-            qualifiers.append(f"capped at {spec.max_scale_up_rate:g}x {pods} pods")
+        fits = min(pods, replicas_for(stable_figures.peak))  # scale down only as far as the peak still fits
+        if fits > replicas:
+            replicas = fits
+            qualifiers.append(f"peak holds {replicas}")
+        ceiling = max(previous, want_ahead)
+        if replicas > ceiling:  # the stable window holds replicas; only the panic window adds them
+            replicas = ceiling
+            qualifiers.append(f"held at {ceiling}: the panic window asks {want_ahead}")
+        if ahead is not None and replicas_for(ahead.replicas) > replicas:
+            replicas, top = replicas_for(ahead.replicas), ahead
+    demand_figure = replicas
     if asleep:
         replicas += asleep
         qualifiers.append(f"holds {asleep} asleep")
@@ -323,9 +468,8 @@ def recommend(
     woken = False
     if spec.activation is not None and activation_value is not None and activation_value > spec.activation.threshold:
         woken = True
-        floor = max(spec.min_replicas or 0, 1)
-        if replicas < floor:
-            replicas = floor
+        if replicas < 1:
+            replicas = 1
             qualifiers.append(f"woken by activation {activation_value:g} > {spec.activation.threshold:g}")
     if spec.min_replicas is not None and replicas < spec.min_replicas:
         replicas = spec.min_replicas
@@ -334,7 +478,9 @@ def recommend(
         replicas = spec.max_replicas
         qualifiers.append(f"maxReplicas {spec.max_replicas}")
 
-    state = replace(state, last_replicas=replicas)
+    serving = (pool_replicas if pool_replicas is not None else replicas) - asleep
+    flight = inflight.ask(flight, max(0, serving), pods, now)
+    state = replace(state, demand=demand_figure, flight=flight)
     if pods:
         state = replace(state, seen_replicas=replicas)
     idle = "no pod awake" if asleep and not pods else "no load signals"
@@ -356,5 +502,24 @@ def recommend(
         itl=stable.itl.quantile(spec.itl_quantile),
         activation_value=activation_value,
         pool_replicas=pool_replicas,
+        in_flight=in_flight,
+        late=late,
+        cold_start=cold,
+        demand_value=demand.stable if demand is not None else None,
     )
     return decision, state
+
+
+def _learning(spec: PolicySpec, state: PolicyState, stable: PoolWindow, now: float) -> tuple[PolicyState, list[str]]:
+    """Learn capacities from the stable window; notes on what was learned, and on the queue read."""
+    state, learned = learn_capacity(state, stable, now)
+    configured = {"prefill": spec.prefill_capacity, "decode": spec.decode_capacity}
+    notes = [n for n in learned if configured[n.split()[0]] is None]  # a configured capacity wins
+    if spec.prefill_capacity is None and state.prefill is None and spec.phase != "decode":
+        notes.append("prefill capacity not learned yet (no pod has had a queue)")
+    if spec.decode_capacity is None and state.decode is None and spec.phase != "prefill":
+        notes.append("decode capacity not learned yet (no pod has had a queue)")
+    waiting = waiting_note(stable)
+    if waiting:
+        notes.append(waiting)
+    return state, notes

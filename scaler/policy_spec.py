@@ -46,6 +46,12 @@ POLICY_KEYS = (
     "activationThreshold",
     "overflowOf",
     "primaryMaxReplicas",
+    "coldStart",
+    "forecast",
+    "headroom",
+    "demandQuery",
+    "demandOperationOverTime",
+    "demandPerReplica",
 )
 
 
@@ -56,6 +62,15 @@ class Activation:
     query: Query
     operation: str = "last_one"
     threshold: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    """Demand seen in front of the pool (a gateway's queue or request rate), in replicas at `per_replica`."""
+
+    query: Query
+    operation: str = "last_one"
+    per_replica: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +97,10 @@ class PolicySpec:
     activation: Activation | None = None
     overflow_of: str | None = None
     primary_max_replicas: int | None = None
+    cold_start: float | None = None  # None: learned from the pool's own scale-ups (60 s until then)
+    forecast: bool = False
+    headroom: float = 1.0  # target utilisation: absolute demand is divided by it
+    demand: Demand | None = None
     metric_name: str = ""
     target: float = 1.0  # GetMetricSpec target: the answer is a replica count
 
@@ -115,12 +134,13 @@ def parse_policy(metadata: Mapping[str, str], namespace: str) -> PolicySpec:
     primary_max = get.optional("primaryMaxReplicas", _count)
     if (overflow_of is None) != (primary_max is None):
         raise InvalidTrigger("overflowOf and primaryMaxReplicas go together: set both or neither")
+    target_waiting = get("targetWaitingPerPod", _positive, 5.0)
     return PolicySpec(
         selector=selector,
         pool=pool,
         phase=phase,
         target_running=get.optional("targetRunningPerPod", _positive),
-        target_waiting=get("targetWaitingPerPod", _positive, 5.0),
+        target_waiting=target_waiting,
         target_kv=get("targetKvCacheUsage", _fraction, 0.8),
         ttft=get.optional("ttftSeconds", _positive),
         ttft_quantile=get("ttftQuantile", _fraction, 0.9),
@@ -138,6 +158,10 @@ def parse_policy(metadata: Mapping[str, str], namespace: str) -> PolicySpec:
         activation=_activation(metadata, get),
         overflow_of=overflow_of,
         primary_max_replicas=primary_max,
+        cold_start=get.optional("coldStart", _duration),
+        forecast=get("forecast", _boolean, False),
+        headroom=get("headroom", _fraction, 1.0),
+        demand=_demand(metadata, get, target_waiting),
     )
 
 
@@ -183,6 +207,13 @@ def _count(text: str) -> int:
     return int(value)
 
 
+def _boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false"):
+        raise ValueError(f'must be "true" or "false", got {text!r}')
+    return value == "true"
+
+
 def _duration(text: str) -> float:
     value = parse_duration(text)
     if value <= 0:
@@ -216,17 +247,33 @@ def _pool_selector(metadata: Mapping[str, str], namespace: str) -> tuple[Selecto
 
 
 def _activation(metadata: Mapping[str, str], get: _Reader) -> Activation | None:
-    text = metadata.get("activationQuery")
+    found = _query(metadata, "activation", ("activationOperationOverTime", "activationThreshold"))
+    if found is None:
+        return None
+    return Activation(*found, get("activationThreshold", _non_negative, 0.0))
+
+
+def _demand(metadata: Mapping[str, str], get: _Reader, target_waiting: float) -> Demand | None:
+    found = _query(metadata, "demand", ("demandOperationOverTime", "demandPerReplica"))
+    if found is None:
+        return None
+    return Demand(*found, get("demandPerReplica", _positive, target_waiting))
+
+
+def _query(metadata: Mapping[str, str], prefix: str, companions: tuple[str, ...]) -> tuple[Query, str] | None:
+    """`<prefix>Query` and `<prefix>OperationOverTime`, parsed as a query trigger's; None without the query."""
+    key = f"{prefix}Query"
+    text = metadata.get(key)
     if not text:
-        for key in ("activationOperationOverTime", "activationThreshold"):
-            if key in metadata:
-                raise InvalidTrigger(f"{key} needs activationQuery")
+        for companion in companions:
+            if companion in metadata:
+                raise InvalidTrigger(f"{companion} needs {key}")
         return None
     try:
         query = parse_query(text)
     except QuerySyntaxError as exc:
-        raise InvalidTrigger(f"activationQuery: {exc}") from None
-    operation = metadata.get("activationOperationOverTime", "last_one")
+        raise InvalidTrigger(f"{key}: {exc}") from None
+    operation = metadata.get(f"{prefix}OperationOverTime", "last_one")
     if operation not in OPERATIONS:
-        raise InvalidTrigger(f"activationOperationOverTime: {operation!r} is not one of {', '.join(OPERATIONS)}")
-    return Activation(query, operation, get("activationThreshold", _non_negative, 0.0))
+        raise InvalidTrigger(f"{prefix}OperationOverTime: {operation!r} is not one of {', '.join(OPERATIONS)}")
+    return query, operation

@@ -1,8 +1,9 @@
 """Per-pod vLLM signals for one pool over one window, read from the store.
 
 Engines (the `engine` label, several per pod under data parallelism) are summed within a pod, except
-KV-cache usage, which takes the fullest engine. Gauges give the window's mean and peak; counters a
-per-second rate; latency histograms their bucket increases, merged over the pool for quantiles.
+KV-cache usage, which takes the fullest engine. Gauges give the window's mean and peak (the queue also
+its growth per second); counters a per-second rate; latency histograms their bucket increases,
+merged over the pool for quantiles.
 Which vLLM metrics these are, and how they changed between versions: docs/vllm-metrics.md.
 """
 
@@ -57,6 +58,7 @@ class PodSignals:
     running_peak: float | None = None
     waiting: float | None = None  # the queue that wants capacity (see `waiting_by_reason`)
     waiting_peak: float | None = None
+    waiting_growth: float | None = None  # requests/s the queue grew by over the window (first to last sample)
     waiting_by_reason: bool = False  # waiting is num_requests_waiting_by_reason{reason="capacity"}
     waiting_deferred: float | None = None  # reason="deferred" (LoRA budget, KV transfer): not counted
     kv: float | None = None
@@ -235,13 +237,19 @@ def _read_series(pool: PoolWindow, pod: PodSignals, name: str, series: Series, s
         pod.running = (pod.running or 0.0) + mean
         pod.running_peak = (pod.running_peak or 0.0) + peak
     elif name == WAITING and not pod.waiting_by_reason:  # the split, read first, supersedes the total
-        pod.waiting = (pod.waiting or 0.0) + mean
-        pod.waiting_peak = (pod.waiting_peak or 0.0) + peak
+        _add_waiting(pod, series, since, mean, peak)
     elif name == WAITING_BY_REASON:
         reason = series.label_map.get("reason")
         if reason == "capacity":
             pod.waiting_by_reason = True
-            pod.waiting = (pod.waiting or 0.0) + mean
-            pod.waiting_peak = (pod.waiting_peak or 0.0) + peak
+            _add_waiting(pod, series, since, mean, peak)
         elif reason == "deferred":
             pod.waiting_deferred = (pod.waiting_deferred or 0.0) + mean
+
+
+def _add_waiting(pod: PodSignals, series: Series, since: float, mean: float, peak: float) -> None:
+    pod.waiting = (pod.waiting or 0.0) + mean
+    pod.waiting_peak = (pod.waiting_peak or 0.0) + peak
+    span = series.increase(0, since)  # a gauge's change from the window's first sample to its last
+    if span is not None and span[1] > 0:
+        pod.waiting_growth = (pod.waiting_growth or 0.0) + span[0] / span[1]

@@ -27,7 +27,7 @@ from scaler.errors import (
     WarmingUp,
 )
 from scaler.expression import Matcher, Query, Selector, parse_query
-from scaler.policy import Decision, PolicyState, pool_metrics, recommend
+from scaler.policy import Decision, GatewayDemand, PolicyState, pool_metrics, recommend
 from scaler.policy_spec import PolicySpec, parse_policy
 from scaler.quantities import parse_quantity
 from scaler.query import OPERATIONS, QueryResult, evaluate_query, missing_label
@@ -116,6 +116,8 @@ def _parse_cached(items: tuple[tuple[str, str], ...], namespace: str, isolate: b
         if isolate and spec.activation is not None:
             query = confine(spec.activation.query, namespace)
             spec = replace(spec, activation=replace(spec.activation, query=query))
+        if isolate and spec.demand is not None:
+            spec = replace(spec, demand=replace(spec.demand, query=confine(spec.demand.query, namespace)))
         return spec
     trigger = _parse_query_trigger(metadata)
     return replace(trigger, query=confine(trigger.query, namespace)) if isolate else trigger
@@ -262,6 +264,7 @@ class TriggerState:
     result: QueryResult | None = field(default=None, repr=False)
     policy: PolicyState = field(default_factory=PolicyState)
     activation_seen: float | None = None
+    demand_seen: float | None = None
     decision: Decision | None = field(default=None, repr=False)
     decided_at: float | None = None  # when the policy decision was last computed
 
@@ -368,11 +371,27 @@ class Triggers:
                 state.activation_seen,
                 self.warmup_until,
             )
+        demand = None
+        if spec.demand is not None:  # over each window, under the same no-data rules as activationQuery
+            values = []
+            for window in windows:
+                value, _, state.demand_seen = answer_query(
+                    self.store,
+                    spec.demand.query,
+                    spec.demand.operation,
+                    window,
+                    now,
+                    self.stale_after,
+                    state.demand_seen,
+                    self.warmup_until,
+                )
+                values.append(value)
+            demand = GatewayDemand(*values)
         if stable.pods:
             state.last_data = now - min(p.age for p in stable.pods.values())
         else:
             self._check_quiet_pool(spec, state, stable.newest_age, now)
-        decision, state.policy = recommend(spec, state.policy, stable, panic, now, activation_value)
+        decision, state.policy = recommend(spec, state.policy, stable, panic, now, activation_value, demand)
         state.decided_at = now
         return Evaluation(float(decision.replicas), decision.active, spec, decision=decision)
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from scaler.expression import Selector
 from scaler.otlp import Kind, Sample
-from scaler.policy import PolicyState, recommend
+from scaler.policy import Learned, PolicyState, recommend, replicas_for
 from scaler.policy_spec import parse_policy
 from scaler.signals import PodSignals, PoolWindow, read_pool
 from scaler.store import Store
@@ -62,11 +62,36 @@ def test_more_load_never_yields_fewer_replicas(pods: list[tuple[dict[str, float]
     assert replicas(more) >= replicas(less)
 
 
+LEARNING = parse_policy({"policy": "vllm", "deployment": "llama", "targetRunningPerPod": "4"}, "ns")
+UNCONFIRMED = PolicyState(prefill=Learned(2000.0, 90.0, 100.0), decode=Learned(1000.0, 90.0, 100.0))
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(load, min_size=1, max_size=8))
-def test_scale_up_is_bounded_by_the_rate(loads: list[dict[str, float]]) -> None:
+def test_only_unconfirmed_capacities_and_latency_are_bounded_by_the_rate(loads: list[dict[str, float]]) -> None:
     pods = len(loads)
-    assert replicas(loads) <= max(math.ceil(SPEC.max_scale_up_rate * pods), pods + 1)
+    cap = max(math.ceil(LEARNING.max_scale_up_rate * pods), pods + 1)
+    decision, _ = recommend(LEARNING, UNCONFIRMED, pool_of(loads, 60), pool_of(loads, 6), now=100.0)
+    for figures in (decision.stable, decision.panic):
+        assert all(s.replicas <= cap for s in figures.signals if s.bounded)
+        absolute = max((s.replicas for s in figures.signals if not s.bounded), default=0.0)
+        assert decision.replicas >= replicas_for(absolute)  # absolute demand is never capped
+
+
+def test_unconfirmed_capacities_are_flagged_and_confirmed_ones_are_not() -> None:
+    loads = [{"running": 0.0, "waiting": 0.0, "kv": 0.0, "generation_rate": 5000.0, "prompt_rate": 20000.0}]
+    decision, _ = recommend(LEARNING, UNCONFIRMED, pool_of(loads, 60), pool_of(loads, 6), now=100.0)
+    assert {s.name: s.bounded for s in decision.stable.signals} == {
+        "kv": False,
+        "decode_tokens": True,
+        "prefill_tokens": True,
+        "running": False,
+        "waiting": False,
+    }
+    assert decision.replicas == 2  # 5 and 10 wanted, capped at 2x 1 pod
+    confirmed = PolicyState(prefill=Learned(2000.0, 0.0, 60.0), decode=Learned(1000.0, 0.0, 60.0))
+    decision, _ = recommend(LEARNING, confirmed, pool_of(loads, 60), pool_of(loads, 6), now=100.0)
+    assert not any(s.bounded for s in decision.stable.signals) and decision.replicas == 10
 
 
 @settings(max_examples=200, deadline=None)

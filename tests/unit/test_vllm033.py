@@ -103,11 +103,11 @@ def test_a_pool_all_asleep_holds_its_pods_rather_than_answering_zero() -> None:
 
 
 def test_sleeping_pods_are_not_capacity_for_the_growth_cap() -> None:
-    # 50 waiting at the awake pod want 10; the cap is 2x the one awake pod, then the 3 asleep are held
-    pods = [FakePod("p0", waiting=50), *(FakePod(f"s{i}", asleep=True) for i in range(3))]
-    decision = decided(run(pods, **PREFILL))
+    # a TTFT 1.95x over its SLO asks for 2x the one awake pod at most (not 2x 4 pods), then the 3 asleep are held
+    pods = [FakePod("p0", requests_rate=5, ttft=0.9), *(FakePod(f"s{i}", asleep=True) for i in range(3))]
+    decision = decided(run(pods, **PREFILL, ttftSeconds="0.5"))
     assert decision.replicas == 2 + 3
-    assert "capped at 2x 1 pods" in decision.reason
+    assert "ttft p90 975ms > 500ms on 1 pods" in decision.reason
 
 
 def test_an_awake_engine_keeps_its_pod_serving() -> None:
