@@ -1,8 +1,10 @@
 """`keda-llm-scaler demo`: the whole loop on one machine, live, over real sockets on 127.0.0.1.
 
-It starts the scaler, a prefill and a decode pool of simulated vLLM pods pushing OTLP to it, a
-KEDA+HPA emulator per pool asking the scaler over gRPC, and streaming chat clients with a burst.
-Every few seconds it prints a table; at the end, a summary and a PNG of load, replicas and latency.
+It starts the scaler, a prefill and a decode pool of simulated vLLM pods behind a gateway, all
+pushing OTLP to it, a KEDA+HPA emulator per pool asking the scaler over gRPC, and streaming chat
+clients with a burst. Every few seconds it prints a table with the signal driving each pool's
+recommendation; at the end, a summary (what drove each peak, what happened after the burst) and a
+PNG of load, replicas and latency.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from scaler.durations import duration_argument, positive_duration_argument
 from scaler.settings import Settings
 from scaler.sim.demo_plan import (
     DECODE,
+    MODEL,
     NAMESPACE,
     PREFILL,
     DemoPlan,
@@ -32,6 +35,7 @@ from scaler.sim.demo_plan import (
     RequestRecord,
     Row,
     Summary,
+    driving_signal,
     format_row,
     header,
     row_for,
@@ -42,6 +46,7 @@ from scaler.sim.fleet_server import FleetOptions, LiveFleet
 from scaler.sim.fleet_spec import FleetSpec, PoolSpec
 from scaler.sim.keda import KedaHpaEmulator
 from scaler.sim.keda_grpc import GrpcScaler, run_emulator
+from scaler.sim.ours import fleet_flow_control
 from scaler.sim.profiles import profile_named
 
 SAMPLE_EVERY = 0.5
@@ -123,8 +128,12 @@ def pool_rows(fleet: LiveFleet, scaler: Scaler) -> dict[str, PoolRow]:
     for pool in (PREFILL, DECODE):
         target = fleet.target(pool)
         decision = decisions.get(pool)
-        recommendation = decision.replicas if decision is not None else None
-        rows[pool] = PoolRow(target.replicas(), target.ready(), recommendation, decision.reason if decision else "")
+        if decision is None:
+            rows[pool] = PoolRow(target.replicas(), target.ready(), None, "")
+        else:
+            rows[pool] = PoolRow(
+                target.replicas(), target.ready(), decision.replicas, decision.reason, driving_signal(decision)
+            )
     return rows
 
 
@@ -143,9 +152,10 @@ async def run_demo(plan: DemoPlan, out: Path, seed: int = 0, echo: Callable[[str
     spec = FleetSpec(
         (PoolSpec(PREFILL, "prefill", profile, 1), PoolSpec(DECODE, "decode", profile, 1)),
         NAMESPACE,
-        "qwen",
+        MODEL,
         cold_start=plan.seconds(plan.cold_start),
         drain_grace=plan.seconds(10),
+        flow_control=fleet_flow_control(plan.gateway_demand),
     )
     otlp = f"127.0.0.1:{scaler.ports['otlp-grpc']}"
     fleet = LiveFleet(spec, FleetOptions(otlp_endpoint=otlp, export_interval=plan.export_interval, seed=seed))
@@ -253,6 +263,12 @@ def demo_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--cold-start", type=duration_argument, default=15.0, help="model load of a new pod [15s]")
     parser.add_argument("--out", type=Path, default=Path("demo-out"), help="where the plot goes [demo-out]")
+    parser.add_argument(
+        "--no-gateway-demand",
+        dest="gateway_demand",
+        action="store_false",
+        help="the prefill pool does not read the gateway's queue, and the gateway holds nothing",
+    )
     parser.add_argument("--seed", type=int, default=0)
     return parser
 
@@ -292,6 +308,7 @@ def demo_main(argv: Sequence[str] | None = None) -> int:
         burst_start=min(30.0, args.duration / 6),
         burst_end=burst_end,
         cold_start=args.cold_start,
+        gateway_demand=args.gateway_demand,
     )
     asyncio.run(run_demo(plan, args.out, args.seed))
     return 0

@@ -1,9 +1,11 @@
 """What `keda-llm-scaler demo` runs: the timeline, the two ScaledObjects, and the numbers it reports.
 
 Pure: the driver (scaler/sim/demo.py) asks this module how many clients to run at time t, which
-ScaledObjects to emulate, and how to summarise what it saw. `speed` shortens the control plane's
-clock (polling, HPA sync and stabilization, cooldown, policy windows, cold start, the burst
-schedule) but never the engines' physics, so latencies stay what the hardware profile gives.
+ScaledObjects to emulate, and how to summarise what it saw: per pool, the signal that drives its
+recommendation (`driving_signal`), which one drove its peak, and whether it rose after the burst
+ended and why. `speed` shortens the control plane's clock (polling, HPA sync and stabilization,
+cooldown, policy windows, cold start, the burst schedule) but never the engines' physics, so
+latencies stay what the hardware profile gives.
 """
 
 from __future__ import annotations
@@ -12,12 +14,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from scaler.policy import Decision
 from scaler.sim.hpa import Behavior, ScalingPolicy, ScalingRules
 from scaler.sim.keda import ScaledObject, Trigger
+from scaler.sim.ours import ours_extras
 
 NAMESPACE = "demo"
+MODEL = "qwen"  # also the gateway's InferencePool
 PREFILL = "qwen-prefill"
 DECODE = "qwen-decode"
+SIGNAL_WIDTH = 24  # "decode_tokens/panic/peak"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +40,7 @@ class DemoPlan:
     prompt_tokens: int = 400
     max_tokens: int = 160
     max_replicas: int = 6
+    gateway_demand: bool = True  # the prefill pool reads the gateway's queue (see scaler/sim/ours.py)
 
     def seconds(self, at_full_speed: float) -> float:
         """A control-plane duration on this run's clock."""
@@ -65,6 +72,7 @@ def scaled_objects(plan: DemoPlan, scaler_address: str) -> list[ScaledObject]:
         "phase": "prefill",
         "targetWaitingPerPod": "2",
         "ttftSeconds": "1.0",
+        **ours_extras(NAMESPACE, MODEL, "prefill", None, plan.gateway_demand, plan.seconds(plan.cold_start)),
     }
     decode = {
         **common,
@@ -73,6 +81,7 @@ def scaled_objects(plan: DemoPlan, scaler_address: str) -> list[ScaledObject]:
         "targetRunningPerPod": "6",
         "targetKvCacheUsage": "0.8",
         "itlSeconds": "0.06",
+        **ours_extras(NAMESPACE, MODEL, "decode", None, plan.gateway_demand, plan.seconds(plan.cold_start)),
     }
     down = ScalingRules(plan.seconds(20), (ScalingPolicy("Percent", 100, plan.seconds(15)),))
     up = ScalingRules(
@@ -108,6 +117,31 @@ class PoolRow:
     ready: int
     recommendation: int | None
     reason: str
+    signal: str = ""  # `driving_signal` of the decision behind the recommendation
+
+
+_BOUNDS = (  # qualifiers of a Decision's reason that changed the figure, and how the table shows them
+    ("panic", "panic"),
+    ("peak holds", "peak"),
+    ("held at", "held"),
+    ("capped at", "cap"),
+    ("minReplicas", "min"),
+    ("maxReplicas", "max"),
+    ("woken by activation", "wake"),
+)
+
+
+def driving_signal(decision: Decision) -> str:
+    """The signal whose figure set the recommendation (the reason's detail names it), then what bounded it.
+
+    e.g. `waiting/panic`, `kv/peak`, `running/max`; `idle` when no signal had load.
+    """
+    head, _, tail = decision.reason.partition(" -> ")
+    detail = head.partition(": ")[2]
+    signals = (*decision.panic.signals, *decision.stable.signals)
+    name = next((s.name for s in signals if s.detail == detail), "idle")
+    qualifiers = tail.partition(" (")[2]
+    return "/".join([name, *(short for text, short in _BOUNDS if text in qualifiers)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,9 +171,10 @@ def row_for(t: float, clients: int, since: float, finished: Sequence[RequestReco
 
 
 def header() -> str:
+    signal = f"{'signal':<{SIGNAL_WIDTH}}"
     return (
         f"{'t':>5}  {'clients':>7}  {'req/s':>5}  {'ttft p90':>8}  {'itl p90':>7}  "
-        f"{'prefill pods':>12}  {'rec':>3}  {'decode pods':>11}  {'rec':>3}"
+        f"{'prefill pods':>12}  {'rec':>3}  {signal}  {'decode pods':>11}  {'rec':>3}  {signal}"
     )
 
 
@@ -150,9 +185,10 @@ def format_row(row: Row) -> str:
     def pool(name: str, width: int) -> str:
         info = row.pools.get(name)
         if info is None:
-            return f"{'-':>{width}}  {'-':>3}"
+            return f"{'-':>{width}}  {'-':>3}  {'-':<{SIGNAL_WIDTH}}"
         rec = "-" if info.recommendation is None else str(info.recommendation)
-        return f"{f'{info.ready}/{info.replicas}':>{width}}  {rec:>3}"
+        signal = (info.signal or "-")[:SIGNAL_WIDTH]
+        return f"{f'{info.ready}/{info.replicas}':>{width}}  {rec:>3}  {signal:<{SIGNAL_WIDTH}}"
 
     return (
         f"{row.t:5.0f}  {row.clients:7d}  {row.completed_per_s:5.1f}  {seconds(row.ttft_p90):>8}  "
@@ -168,6 +204,8 @@ class Summary:
     final: dict[str, int]
     first_scale_up: dict[str, float | None]  # seconds after the burst began
     scaled_down: dict[str, bool]
+    peak_signal: dict[str, str] = field(default_factory=dict)  # what drove the recommendation to the peak
+    after_burst: dict[str, str] = field(default_factory=dict)  # whether it rose after the burst ended, and why
 
     def lines(self) -> list[str]:
         out = [f"requests: {self.requests}, failed: {self.failed}"]
@@ -175,10 +213,15 @@ class Summary:
             up = self.first_scale_up.get(pool)
             up_text = "never" if up is None else f"{up:.1f}s after the burst began"
             down = "scaled back down" if self.scaled_down.get(pool) else "did not scale back down"
-            out.append(
+            line = (
                 f"{pool}: peak {self.peak.get(pool, 0)} replicas, first scale-up {up_text}, "
                 f"{down} (ends at {self.final.get(pool, 0)})"
             )
+            if pool in self.peak_signal:
+                line += f"; peak driven by {self.peak_signal[pool]}"
+            out.append(line)
+            if pool in self.after_burst:
+                out.append(f"  after the burst: {self.after_burst[pool]}")
         return out
 
 
@@ -192,14 +235,48 @@ def summarize(plan: DemoPlan, timeline: Timeline, records: Sequence[RequestRecor
     final: dict[str, int] = {}
     first_up: dict[str, float | None] = {}
     down: dict[str, bool] = {}
+    peak_signal: dict[str, str] = {}
+    after: dict[str, str] = {}
     for pool in (PREFILL, DECODE):
-        counts = [(t, pools[pool].replicas) for t, pools in timeline if pool in pools]
-        if not counts:
+        rows = [(t, pools[pool]) for t, pools in timeline if pool in pools]
+        if not rows:
             continue
-        start = counts[0][1]
-        peak[pool] = max(c for _, c in counts)
-        final[pool] = counts[-1][1]
-        first_up[pool] = next((t - burst for t, c in counts if t >= burst and c > start), None)
+        start = rows[0][1].replicas
+        peak[pool] = max(r.replicas for _, r in rows)
+        final[pool] = rows[-1][1].replicas
+        first_up[pool] = next((t - burst for t, r in rows if t >= burst and r.replicas > start), None)
         down[pool] = peak[pool] > start and final[pool] < peak[pool]
+        signal = peak_driver(rows, peak[pool])
+        if signal:
+            peak_signal[pool] = signal
+        after[pool] = after_the_burst(rows, plan.seconds(plan.burst_end))
     failed = sum(1 for r in records if not r.ok)
-    return Summary(len(records), failed, peak, final, first_up, down)
+    return Summary(len(records), failed, peak, final, first_up, down, peak_signal, after)
+
+
+def peak_driver(rows: Sequence[tuple[float, PoolRow]], peak: int) -> str:
+    """The signal behind the first recommendation that reached the peak (or the highest one)."""
+    recommended = [(t, r) for t, r in rows if r.recommendation is not None]
+    if not recommended:
+        return ""
+    top = max(r.recommendation or 0 for _, r in recommended)
+    goal = min(peak, top)
+    return next(r.signal for _, r in recommended if (r.recommendation or 0) >= goal)
+
+
+def after_the_burst(rows: Sequence[tuple[float, PoolRow]], burst_end: float) -> str:
+    """Whether the pool rose after the burst ended, and the reason of the recommendation that raised it."""
+    before = [r for t, r in rows if t <= burst_end]
+    if not before:
+        return "no sample before the burst ended"
+    at_end = before[-1].replicas
+    later = [(t, r) for t, r in rows if t > burst_end]
+    rose = next(((t, r) for t, r in later if r.replicas > at_end), None)
+    if rose is None:
+        return f"did not rise after the burst ended (held {at_end} or fewer)"
+    t, row = rose
+    cause = next((r for _, r in later if (r.recommendation or 0) > at_end), row)
+    return (
+        f"rose from {at_end} to {row.replicas} replicas {t - burst_end:.1f}s after the burst ended, "
+        f"because {cause.reason or 'of a recommendation not seen'}"
+    )

@@ -1,38 +1,52 @@
-"""`keda-llm-scaler evaluate --trace FILE --out DIR`: replay a trace in virtual time and compare policies.
+"""`keda-llm-scaler evaluate --trace FILE... --out DIR [--sweep]`: replay traces in virtual time and compare policies.
 
 Each contender (`evaluation_contenders`) is replayed on its own virtual fleet, with the scaler's
 own store, query and policy code and the KEDA + HPA emulator (`evaluation_replay`), and scored
-(`evaluation_results`). Writes DIR/results.json (same trace, flags and seed: same bytes),
-DIR/results.md and one PNG per contender plus comparison.png (`evaluation_plots`); prints the table.
-The seed draws the phases of the OTLP exports, Prometheus scrapes and HPA syncs.
+(`evaluation_results`). With --sweep every contender is also replayed at each value of its knob.
+Writes DIR/results.json (same traces, flags and seed: same bytes) with one section per trace and
+the targets' verdicts (`evaluation_targets`), DIR/results.md, and per trace DIR/<trace>/ with one
+PNG per contender, comparison.png and pareto.png (`evaluation_plots`); prints the tables and the
+verdicts. The seed draws the phases of the OTLP exports, Prometheus scrapes and HPA syncs.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import random
 import sys
 import threading
+import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any
 
 from scaler.durations import parse_duration
-from scaler.sim.evaluation_contenders import Contender, Envelope, contenders, describe, pod_targets
-from scaler.sim.evaluation_replay import ReplayConfig, ReplayRecord, replay
-from scaler.sim.evaluation_results import PolicyResult, markdown_table, results_json, score
+from scaler.errors import ScalerError
+from scaler.sim.evaluation_contenders import FAMILIES, Contender, Envelope, contenders, describe, pod_targets
+from scaler.sim.evaluation_replay import ReplayConfig, replay
+from scaler.sim.evaluation_report import (
+    points_of,
+    report_markdown,
+    sweep_lines,
+    targets_section,
+    trace_section,
+    verdict_lines,
+)
+from scaler.sim.evaluation_results import Digest, digest, document_json, markdown_table
 from scaler.sim.hpa import SYNC_PERIOD
 from scaler.sim.profiles import DEFAULT_PROFILE, PROFILES, HardwareProfile, profile_named
+from scaler.sim.scenarios import Scenario, scenario_for
 from scaler.sim.trace import TraceRow, read_csv
 
 
 @dataclass(frozen=True, slots=True)
 class EvaluationOptions:
-    trace: Path
+    traces: tuple[Path, ...]
     out: Path
     profile: HardwareProfile
     cold_start: float
@@ -44,6 +58,26 @@ class EvaluationOptions:
     duration: float | None
     max_replicas: int
     jobs: int
+    sweep: Sweep | None  # None: each family at its default only
+    gateway_demand: bool
+
+
+Sweep = tuple[tuple[str, tuple[float, ...]], ...]  # (family, values); empty: every family over its own
+
+
+def _sweep_spec(text: str) -> tuple[str, tuple[float, ...]]:
+    """`FAMILY=V1,V2,...`: sweep that family over these values (the others stay at their defaults)."""
+    family, _, values = text.partition("=")
+    known = [f.name for f in FAMILIES]
+    if family not in known:
+        raise argparse.ArgumentTypeError(f"{family!r} is not one of {', '.join(known)}")
+    try:
+        parsed = tuple(float(v) for v in values.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: want FAMILY=number,number,...") from None
+    if not parsed:
+        raise argparse.ArgumentTypeError(f"{text!r}: want FAMILY=number,number,...")
+    return family, parsed
 
 
 def _duration(text: str) -> float:
@@ -76,8 +110,14 @@ def _positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keda-llm-scaler evaluate", description=__doc__.split("\n")[0])
     add = parser.add_argument
-    add("--trace", type=Path, required=True, help="CSV with t_seconds,prompt_tokens,output_tokens")
+    add("--trace", dest="traces", type=Path, nargs="+", action="extend", required=True, metavar="FILE",
+        help="CSVs with t_seconds,prompt_tokens,output_tokens; one results section each")  # fmt: skip
     add("--out", type=Path, required=True, help="directory for results.json, results.md and the plots")
+    add("--sweep", type=_sweep_spec, nargs="*", metavar="FAMILY=V,...",
+        help="replay every contender at each value of its knob (or only the families and values given), "
+        "with Pareto plots")  # fmt: skip
+    add("--no-gateway-demand", dest="gateway_demand", action="store_false",
+        help="ours without the gateway's queue (demandQuery) and its flow control")  # fmt: skip
     add("--profile", type=_profile, default=profile_named(DEFAULT_PROFILE), help=f"one of {', '.join(PROFILES)}")
     add("--cold-start", type=_duration, default=60.0, help="from scale-up to a pod serving [60s]")
     add("--export-interval", type=_duration, default=5.0, help="OTLP push period [5s]")
@@ -85,14 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
     add("--ttft-slo", type=_duration, default=2.0, help="time-to-first-token SLO [2s]")
     add("--itl-slo", type=_duration, default=0.1, help="mean inter-token latency SLO per request [100ms]")
     add("--seed", type=int, default=1, help="draws the phases of exports, scrapes and HPA syncs [1]")
-    add("--duration", type=_duration, help="replay only the trace's first DURATION, e.g. 10m")
+    add("--duration", type=_duration, help="replay only each trace's first DURATION, e.g. 10m")
     add("--max-replicas", type=_positive_int, default=10, help="maxReplicaCount of every autoscaled pool [10]")
-    add("--jobs", type=_positive_int, default=min(os.cpu_count() or 1, 5), help="contenders replayed at once")
+    add("--jobs", type=_positive_int, default=os.cpu_count() or 1, help="replays run at once [the CPU count]")
     return parser
 
 
 def options_from(argv: Sequence[str]) -> EvaluationOptions:
     args = build_parser().parse_args(argv)
+    args.traces = tuple(args.traces)
+    args.sweep = None if args.sweep is None else tuple(args.sweep)
     return EvaluationOptions(**{name: getattr(args, name) for name in EvaluationOptions.__dataclass_fields__})
 
 
@@ -101,6 +143,13 @@ def cut(rows: Sequence[TraceRow], duration: float | None) -> tuple[list[TraceRow
     if duration is not None:
         return [r for r in rows if r.t_seconds < duration], duration
     return list(rows), float(int(rows[-1].t_seconds) + 1) if rows else 0.0
+
+
+@functools.lru_cache(maxsize=16)
+def load(path: Path, duration: float | None) -> tuple[tuple[TraceRow, ...], float]:
+    """A trace's rows to replay, read once per process (forked workers inherit the parent's)."""
+    rows, end = cut(read_csv(path), duration)
+    return tuple(rows), end
 
 
 def replay_config(options: EvaluationOptions, end: float) -> ReplayConfig:
@@ -116,19 +165,49 @@ def replay_config(options: EvaluationOptions, end: float) -> ReplayConfig:
     )
 
 
-def _replay_job(job: tuple[Contender, Sequence[TraceRow], ReplayConfig]) -> ReplayRecord:
-    return replay(*job)
+@dataclass(frozen=True, slots=True)
+class TraceRun:
+    name: str  # the file's stem: the results section and the plots' directory
+    path: Path
+    rows: tuple[TraceRow, ...]
+    end: float
+    config: ReplayConfig
+    entries: tuple[Contender, ...]
+    scenario: Scenario | None
 
 
-def replay_all(
-    entries: Sequence[Contender], rows: Sequence[TraceRow], config: ReplayConfig, jobs: int
-) -> list[ReplayRecord]:
-    """Each contender's replay, in order; independent, so they may run in parallel processes."""
-    work = [(c, rows, config) for c in entries]
-    if jobs <= 1 or len(work) <= 1:
-        return [_replay_job(w) for w in work]
-    with ProcessPoolExecutor(min(jobs, len(work)), mp_context=get_context(_start_method())) as pool:
-        return list(pool.map(_replay_job, work))
+@dataclass(frozen=True, slots=True)
+class Job:
+    path: Path
+    duration: float | None
+    contender: Contender
+    config: ReplayConfig
+    ttft_slo: float
+    itl_slo: float
+
+
+def run_job(job: Job) -> Digest:
+    rows, end = load(job.path, job.duration)
+    c = job.contender
+    record = replay(c, rows, job.config)
+    return digest(record, c.knob, c.value, c.default, end, job.ttft_slo, job.itl_slo)
+
+
+_COST = {"ours-pd": 1.6, "kserve-seed": 1.5, "kedify-vllm-example": 1.6}  # relative replay time, for ordering
+
+
+def replay_all(jobs: Sequence[Job], workers: int) -> list[Digest]:
+    """Each job's digest, in order; independent, so they run in parallel processes, longest first."""
+    if workers <= 1 or len(jobs) <= 1:
+        return [run_job(j) for j in jobs]
+    order = sorted(range(len(jobs)), key=lambda i: -len(load(jobs[i].path, jobs[i].duration)[0]) * _cost(jobs[i]))
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context(_start_method())) as pool:
+        futures: dict[int, Future[Digest]] = {i: pool.submit(run_job, jobs[i]) for i in order}
+        return [futures[i].result() for i in range(len(jobs))]
+
+
+def _cost(job: Job) -> float:
+    return _COST.get(job.contender.name, 1.0)
 
 
 def _start_method() -> str:
@@ -136,77 +215,131 @@ def _start_method() -> str:
     return "fork" if "fork" in get_all_start_methods() and threading.active_count() == 1 else "spawn"
 
 
-def setup_fields(
-    options: EvaluationOptions, rows: Sequence[TraceRow], config: ReplayConfig, entries: Sequence[Contender]
-) -> dict[str, Any]:
-    targets = pod_targets(options.profile)
+def trace_runs(options: EvaluationOptions, env: Envelope) -> list[TraceRun]:
+    runs: list[TraceRun] = []
+    for path in options.traces:
+        if any(r.name == path.stem for r in runs):
+            raise ValueError(f"{path}: another trace is named {path.stem!r} too; results are kept by file name")
+        rows, end = load(path, options.duration)
+        if not rows:
+            raise ValueError(f"{path}: no requests to replay")
+        entries = contenders(env, rows, sweep_values(options.sweep))
+        runs.append(TraceRun(path.stem, path, rows, end, replay_config(options, end), entries, scenario_for(path)))
+    return runs
+
+
+def setup_fields(options: EvaluationOptions, run: TraceRun) -> dict[str, Any]:
+    config = run.config
     return {
-        "trace": str(options.trace),
-        "requests": len(rows),
+        "trace": str(run.path),
+        "scenario": None if run.scenario is None else run.scenario.summary,
+        "requests": len(run.rows),
         "duration_s": config.end,
+        "phases_s": {"export": config.export_phase, "scrape": config.scrape_phase, "hpa": config.hpa_phase},
+        "contenders": {c.name: describe(c) for c in run.entries if c.default},
+    }
+
+
+def sweep_values(sweep: Sweep | None) -> tuple[tuple[float, ...], ...]:
+    """Per family (in FAMILIES order), the values to replay beside its default."""
+    if sweep is None:
+        return tuple(() for _ in FAMILIES)
+    if not sweep:
+        return tuple(f.sweep for f in FAMILIES)
+    chosen = dict(sweep)
+    return tuple(chosen.get(f.name, ()) for f in FAMILIES)
+
+
+def common_setup(options: EvaluationOptions) -> dict[str, Any]:
+    targets = pod_targets(options.profile)
+    swept = sweep_values(options.sweep)
+    return {
         "profile": options.profile.name,
-        "cold_start_s": config.cold_start,
-        "export_interval_s": config.export_interval,
-        "scrape_interval_s": config.scrape_interval,
+        "cold_start_s": options.cold_start,
+        "export_interval_s": options.export_interval,
+        "scrape_interval_s": options.scrape_interval,
         "ttft_slo_s": options.ttft_slo,
         "itl_slo_s": options.itl_slo,
         "seed": options.seed,
-        "phases_s": {"export": config.export_phase, "scrape": config.scrape_phase, "hpa": config.hpa_phase},
-        "pod_targets": {name: getattr(targets, name) for name in targets.__dataclass_fields__},
-        "contenders": {c.name: describe(c) for c in entries},
+        "max_replicas": options.max_replicas,
+        "sweep": options.sweep is not None,
+        "gateway_demand": options.gateway_demand,
+        "knobs": {f.name: {"knob": f.knob, "values": list(v)} for f, v in zip(FAMILIES, swept, strict=True)},
+        "pod_targets_at_profile_headroom": {name: getattr(targets, name) for name in targets.__dataclass_fields__},
     }
 
 
 @dataclass(frozen=True, slots=True)
+class TraceEvaluation:
+    run: TraceRun
+    digests: tuple[Digest, ...]
+
+    @property
+    def defaults(self) -> list[Digest]:
+        return [d for d in self.digests if d.default]
+
+
+@dataclass(frozen=True, slots=True)
 class Evaluation:
-    rows: list[TraceRow]
-    end: float
-    records: list[ReplayRecord]
-    results: list[PolicyResult]
-    setup: dict[str, Any]
+    traces: tuple[TraceEvaluation, ...]
+    document: dict[str, Any]  # results.json
+    seconds: float = 0.0  # wall time of the replays (not in results.json, which stays byte-stable)
 
 
 def evaluate(options: EvaluationOptions) -> Evaluation:
-    rows, end = cut(read_csv(options.trace), options.duration)
-    if not rows:
-        raise ValueError(f"{options.trace}: no requests to replay")
-    config = replay_config(options, end)
-    env = Envelope(options.profile, options.ttft_slo, options.itl_slo, options.max_replicas)
-    entries = contenders(env, rows)
-    records = replay_all(entries, rows, config, options.jobs)
-    results = [score(r, options.ttft_slo, options.itl_slo) for r in records]
-    return Evaluation(rows, end, records, results, setup_fields(options, rows, config, entries))
+    env = Envelope(
+        options.profile,
+        options.ttft_slo,
+        options.itl_slo,
+        options.max_replicas,
+        options.gateway_demand,
+        options.cold_start,
+    )
+    runs = trace_runs(options, env)
+    jobs = [
+        Job(run.path, options.duration, c, run.config, options.ttft_slo, options.itl_slo)
+        for run in runs
+        for c in run.entries
+    ]
+    started = time.monotonic()
+    digests = iter(replay_all(jobs, options.jobs))
+    seconds = time.monotonic() - started
+    traces = tuple(TraceEvaluation(run, tuple(next(digests) for _ in run.entries)) for run in runs)
+    sections = {
+        t.run.name: trace_section(setup_fields(options, t.run), t.digests, t.run.scenario, options.ttft_slo)
+        for t in traces
+    }
+    scenarios = {t.run.name: t.run.scenario for t in traces}
+    document = {
+        "setup": common_setup(options),
+        "traces": sections,
+        "targets": targets_section(sections, scenarios, options.cold_start),
+    }
+    return Evaluation(traces, document, seconds)
 
 
 def write_outputs(options: EvaluationOptions, evaluation: Evaluation) -> str:
-    """results.json, results.md and the plots in --out; returns the Markdown table."""
-    from scaler.sim.evaluation_plots import plot_comparison, plot_contender  # matplotlib: only when plotting
+    """results.json, results.md and the plots in --out; returns the report's text."""
+    from scaler.sim.evaluation_plots import plot_comparison, plot_contender, plot_pareto  # matplotlib: when plotting
 
     out, slo = options.out, options.ttft_slo
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(results_json(evaluation.results, evaluation.setup))
-    table = markdown_table(evaluation.results, slo, options.itl_slo)
-    (out / "results.md").write_text(_report(table, evaluation.setup))
-    for record in evaluation.records:
-        plot_contender(record, evaluation.rows, evaluation.end, slo, out / f"{record.contender}.png")
-    plot_comparison(evaluation.records, evaluation.rows, evaluation.end, slo, out / "comparison.png")
-    return table
+    (out / "results.json").write_text(document_json(evaluation.document))
+    report = report_markdown(evaluation.document, {t.run.name: t.digests for t in evaluation.traces})
+    (out / "results.md").write_text(report)
+    for t in evaluation.traces:
+        folder = out / t.run.name
+        folder.mkdir(exist_ok=True)
+        for d in t.defaults:
+            plot_contender(d, t.run.rows, t.run.end, slo, folder / f"{d.contender}.png")
+        plot_comparison(t.defaults, t.run.rows, t.run.end, slo, folder / "comparison.png")
+        title = f"{t.run.name}: GPU-seconds against TTFT attainment"
+        plot_pareto(points_of(t.digests), slo, title, folder / "pareto.png")
+    return report
 
 
-def _report(table: str, setup: dict[str, Any]) -> str:
-    static = setup["contenders"]["static"]["pools"]
-    replicas = next(iter(static.values()))["replicas"]
-    lines = [
-        f"# Evaluation of {setup['trace']}",
-        "",
-        f"{setup['requests']} requests over {setup['duration_s']:g} s, profile {setup['profile']}, "
-        f"cold start {setup['cold_start_s']:g} s, OTLP export every {setup['export_interval_s']:g} s, "
-        f"Prometheus scrape every {setup['scrape_interval_s']:g} s, seed {setup['seed']}; "
-        f"static holds {replicas} pods.",
-        "",
-        table,
-    ]
-    return "\n".join(lines)
+def plots_per_trace(evaluation: Evaluation) -> int:
+    return sum(len(t.defaults) + 2 for t in evaluation.traces)
 
 
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
@@ -216,10 +349,22 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     try:
         evaluation = evaluate(options)
-    except (OSError, ValueError) as exc:  # an unreadable or malformed trace
+    except (OSError, ValueError, ScalerError) as exc:  # an unreadable or malformed trace, a trigger refused
         print(f"keda-llm-scaler evaluate: error: {exc}", file=sys.stderr)
         return 1
-    table = write_outputs(options, evaluation)
-    print(table, end="")
-    print(f"wrote {options.out / 'results.json'}, results.md and {len(evaluation.records) + 1} plots")
+    write_outputs(options, evaluation)
+    for t in evaluation.traces:
+        print(f"## {t.run.name}: {len(t.run.rows)} requests over {t.run.end:g} s")
+        print(markdown_table([d.result for d in t.defaults], options.ttft_slo, options.itl_slo), end="")
+        if options.sweep is not None:
+            print("\n".join(sweep_lines(evaluation.document["traces"][t.run.name])))
+        print()
+    for line in verdict_lines(evaluation.document["targets"]):
+        print(line)
+    points = sum(len(t.digests) for t in evaluation.traces)
+    print(
+        f"replayed {points} points of {len(evaluation.traces)} traces in {evaluation.seconds:.0f} s "
+        f"(--jobs {options.jobs}); wrote {options.out / 'results.json'}, results.md and "
+        f"{plots_per_trace(evaluation)} plots"
+    )
     return 0

@@ -3,7 +3,7 @@
 No sockets, no sleeps, no clock. Periodic work (an OTLP export or a Prometheus scrape into the
 scaler's store, the store's sweep, each ScaledObject's KEDA poll and HPA sync, a timeline sample)
 runs at its own instants between arrivals, in a fixed order at equal instants, so a replay is a
-pure function of its inputs.
+pure function of its inputs. Each export or scrape carries the pods' metrics and the gateway's.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from scaler.settings import Settings
 from scaler.sim.evaluation_contenders import MODEL, NAMESPACE, NO_METRICS, OTLP, Contender
 from scaler.sim.fleet_spec import FleetSpec
 from scaler.sim.keda import KedaHpaEmulator, triggers_asker
-from scaler.sim.otlp_push import snapshot_samples
+from scaler.sim.otlp_push import metrics_samples, snapshot_samples
 from scaler.sim.trace import TraceRow
 from scaler.sim.virtual_fleet import Outcome, VirtualFleet
 from scaler.store import Store
@@ -83,9 +83,8 @@ class Periodic:
 class Replay:
     def __init__(self, contender: Contender, config: ReplayConfig) -> None:
         self.contender, self.config = contender, config
-        spec = FleetSpec(
-            tuple(p.spec for p in contender.pools), NAMESPACE, MODEL, config.cold_start, config.drain_grace
-        )
+        pools = tuple(p.spec for p in contender.pools)
+        spec = FleetSpec(pools, NAMESPACE, MODEL, config.cold_start, config.drain_grace, contender.flow_control)
         self.fleet = VirtualFleet(spec)
         s = config.settings
         self.store = Store(s.retention, s.max_series)
@@ -145,7 +144,8 @@ class Replay:
 
     def _tick(self, now: float) -> None:
         if self.feed is not None and self.feed.due(now):
-            self.store.append(snapshot_samples(self.fleet.snapshots()), now)
+            samples = snapshot_samples(self.fleet.snapshots()) + metrics_samples([self.fleet.gateway_metrics()])
+            self.store.append(samples, now)
         if self.sweep.due(now):
             self.store.sweep(now)
             self.triggers.expire(now)

@@ -2,19 +2,25 @@
 
 Every request of the trace counts. One that failed (no ready pod, aborted by a scale-down) or was
 still running at the cut-off misses both SLOs and ranks as infinitely slow in the percentiles; a
-percentile that lands on such a request is reported as null ("—").
+percentile that lands on such a request is reported as null ("—"). A `Digest` is what a replay
+leaves for the report (score, pods over time, p90 TTFT per bin of arrivals), small enough to send
+back from a worker process.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from scaler.sim.evaluation_replay import ReplayRecord
+from scaler.sim.evaluation_replay import ReplayRecord, TimelinePoint
 from scaler.sim.virtual_fleet import Outcome
+
+FINE_BIN = 10.0  # seconds of arrivals per p90 TTFT figure, for the recovery after a flash crowd
+PLOT_BIN = 60.0  # the same, per point of the plots
 
 
 def request_itl(outcome: Outcome) -> float | None:
@@ -108,9 +114,55 @@ def result_fields(result: PolicyResult) -> dict[str, Any]:
     }
 
 
-def results_json(results: Sequence[PolicyResult], setup: Mapping[str, Any]) -> str:
-    """The document written to results.json: same inputs, same bytes."""
-    document = {"setup": dict(setup), "policies": {r.name: result_fields(r) for r in results}}
+def ttft_p90_bins(outcomes: Iterable[Outcome], width: float, end: float) -> tuple[tuple[float, float], ...]:
+    """(bin start, p90 TTFT) of each `width` seconds of arrivals before `end`; a failure counts as +inf."""
+    by_bin: dict[int, list[float]] = defaultdict(list)
+    for o in outcomes:
+        by_bin[int(o.arrival // width)].append(o.ttft if o.ok and o.ttft is not None else math.inf)
+    out = []
+    for i in sorted(by_bin):
+        if i * width < end:
+            value = nearest_rank(by_bin[i], 0.9)
+            out.append((i * width, math.inf if value is None else value))
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    contender: str
+    knob: str
+    value: float
+    default: bool
+    deployments: tuple[str, ...]
+    result: PolicyResult
+    timeline: tuple[TimelinePoint, ...]
+    ttft_fine: tuple[tuple[float, float], ...]  # p90 TTFT per FINE_BIN of arrivals
+    ttft_minutes: tuple[tuple[float, float], ...]  # p90 TTFT per PLOT_BIN of arrivals
+
+
+def digest(
+    record: ReplayRecord, knob: str, value: float, default: bool, end: float, ttft_slo: float, itl_slo: float
+) -> Digest:
+    return Digest(
+        record.contender,
+        knob,
+        value,
+        default,
+        record.deployments,
+        score(record, ttft_slo, itl_slo),
+        record.timeline,
+        ttft_p90_bins(record.outcomes, FINE_BIN, end),
+        ttft_p90_bins(record.outcomes, PLOT_BIN, end),
+    )
+
+
+def point_fields(d: Digest) -> dict[str, Any]:
+    """One point of a sweep as results.json keeps it: the knob's value, then the same fields as a policy."""
+    return {"value": d.value, **result_fields(d.result)}
+
+
+def document_json(document: Any) -> str:
+    """results.json's text: same inputs, same bytes."""
     return json.dumps(document, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
@@ -128,5 +180,23 @@ def markdown_table(results: Sequence[PolicyResult], ttft_slo: float, itl_slo: fl
         lines.append(
             f"| {r.name} | {r.ttft_slo_attainment:.2%} | {r.itl_slo_attainment:.2%} | {r.gpu_seconds:.0f} "
             f"| {r.scale_events} | {_seconds(r.p95_ttft_s)} | {_seconds(r.p95_itl_s)} | {r.failed} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def sweep_table(digests: Sequence[Digest], on_frontier: set[tuple[str, float]]) -> str:
+    """Every point of a sweep by family and knob value; `*` marks the points on their family's frontier."""
+    lines = [
+        "| contender | knob | TTFT attained | ITL attained | GPU-seconds | scale events | p95 TTFT (s) | failed |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for d in sorted(digests, key=lambda d: (d.contender, d.value)):
+        r = d.result
+        mark = " *" if (d.contender, d.value) in on_frontier else ""
+        default = " (default)" if d.default else ""
+        lines.append(
+            f"| {d.contender}{mark} | {d.knob}={d.value:g}{default} | {r.ttft_slo_attainment:.2%} "
+            f"| {r.itl_slo_attainment:.2%} | {r.gpu_seconds:.0f} | {r.scale_events} | {_seconds(r.p95_ttft_s)} "
+            f"| {r.failed} |"
         )
     return "\n".join(lines) + "\n"

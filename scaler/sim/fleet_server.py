@@ -5,7 +5,9 @@ and this module starts a `PodServer` when a pod becomes ready, takes it out of t
 drains, and stops it when it is gone. The router serves the OpenAI routes (also under /openai),
 streams SSE through, and under P/D sends each request to a prefill pod (max_tokens 1, keeping the
 KV) and then to a decode pod with the prefill pod's kv_transfer_params. GET /fleet shows the pods;
-POST /fleet/scale {"deployment": ..., "replicas": n} scales by hand.
+POST /fleet/scale {"deployment": ..., "replicas": n} scales by hand. In front of it all sits the
+`Gateway`: it counts requests, holds them while the entry pool is saturated when the spec asks for
+flow control, and pushes its metrics over OTLP beside the pods'.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,8 +27,10 @@ from aiohttp import web
 
 from scaler.sim import openai_api as api
 from scaler.sim.fleet_spec import FleetSpec, PoolSpec
+from scaler.sim.gateway import Gateway
+from scaler.sim.otlp_push import PodMetrics
 from scaler.sim.pod import PodIdentity
-from scaler.sim.pod_server import PodConfig, PodServer
+from scaler.sim.pod_server import PodConfig, PodServer, push_loop
 from scaler.sim.replicas import Phase, ReplicaController, Transition
 from scaler.sim.routing import Router
 from scaler.sim.vllm_metrics import DEFAULT_NAMING, MetricNaming
@@ -33,6 +38,7 @@ from scaler.sim.vllm_metrics import DEFAULT_NAMING, MetricNaming
 logger = logging.getLogger(__name__)
 
 DRAIN_CHECK = 0.2  # how often draining pods are checked for an empty router queue
+RELEASE_CHECK = 0.02  # how often the gateway looks for room for the requests it holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +90,11 @@ class LiveFleet:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._lifecycle: asyncio.Task[None] | None = None
+        self.gateway: Gateway[asyncio.Future[bool]] = Gateway(
+            spec.namespace, spec.inference_pool, spec.model, spec.flow_control
+        )
+        self._created = time.time()
+        self._gateway_tasks: list[asyncio.Task[None]] = []
 
     @property
     def url(self) -> str:
@@ -106,13 +117,24 @@ class LiveFleet:
         await web.TCPSite(self._runner, self.options.host, self.options.port).start()
         self.port = self._runner.addresses[0][1]
         self._lifecycle = asyncio.create_task(self._run_lifecycle())
+        if self.gateway.flow_control is not None:
+            self._gateway_tasks.append(asyncio.create_task(self._run_gateway()))
+        endpoint, opts = self.options.otlp_endpoint, self.options
+        if endpoint:
+            push = push_loop(opts.otlp_protocol, endpoint, opts.export_interval, self._gateway_metrics, "gateway")
+            self._gateway_tasks.append(asyncio.create_task(push))
         logger.info("fleet router listening on %s", self.url)
 
     async def stop(self) -> None:
-        if self._lifecycle is not None:
-            self._lifecycle.cancel()
+        for task in [*self._gateway_tasks, *([self._lifecycle] if self._lifecycle is not None else [])]:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._lifecycle
+                await task
+        self._gateway_tasks.clear()
+        while self.gateway.queue:  # held requests get their 503
+            waiter = self.gateway.queue.popleft()
+            if not waiter.done():
+                waiter.set_result(False)
         await asyncio.gather(*(pod.stop() for pod in self.pods.values()))  # in-flight requests end
         self.pods.clear()
         if self._runner is not None:
@@ -185,6 +207,51 @@ class LiveFleet:
     def routable(self, pool: PoolSpec) -> list[str]:
         return [n for n in self.controllers[pool.deployment].ready() if n in self.pods]
 
+    # -- the gateway ----------------------------------------------------------------------------
+
+    def _gateway_metrics(self) -> list[PodMetrics]:
+        return [self.gateway.metrics(self._created)]
+
+    def _open(self, names: list[str]) -> list[str]:
+        """The entry pods a request may go to: all, or with flow control those not saturated."""
+        limits = self.gateway.flow_control
+        if limits is None:
+            return names
+        return [n for n in names if not limits.saturated(self.pods[n].pod.waiting, self.pods[n].pod.kv_usage)]
+
+    async def _through_gateway(self) -> bool:
+        """Wait while the gateway holds the request; False when the fleet stopped first."""
+        if not self.gateway.holds(len(self._open(self.routable(self.spec.entry)))):
+            return True
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.gateway.queue.append(waiter)
+        try:
+            return await waiter  # True when released, False when the fleet stops
+        finally:
+            if waiter in self.gateway.queue:  # the client went away while held
+                self.gateway.queue.remove(waiter)
+
+    async def _run_gateway(self) -> None:
+        while True:
+            await asyncio.sleep(RELEASE_CHECK)
+            try:
+                self._release()
+            except Exception:
+                logger.exception("gateway release failed")
+
+    def _release(self) -> None:
+        """Let held requests go, oldest first, as many as the open pods have room below the queue depth."""
+        limits, queue = self.gateway.flow_control, self.gateway.queue
+        if limits is None or not queue:
+            return
+        open_pods = self._open(self.routable(self.spec.entry))
+        room = sum(max(1, math.ceil(limits.queue_depth - self.pods[n].pod.waiting)) for n in open_pods)
+        while queue and room > 0:
+            waiter = queue.popleft()
+            if not waiter.done():
+                waiter.set_result(True)
+                room -= 1
+
     # -- HTTP -----------------------------------------------------------------------------------
 
     def _app(self) -> web.Application:
@@ -233,6 +300,7 @@ class LiveFleet:
         return web.json_response({"deployment": deployment, "replicas": replicas})
 
     async def _serve(self, http: web.Request) -> web.StreamResponse:
+        self.gateway.arrived()
         raw = await http.read()
         try:
             payload = json.loads(raw)
@@ -241,6 +309,9 @@ class LiveFleet:
         if not isinstance(payload, dict):
             return web.json_response(api.ApiError("the request body must be a JSON object").body(), status=400)
         path = http.path.removeprefix("/openai")
+        if not await self._through_gateway():
+            error = api.ApiError("the fleet is stopping", 503, "ServiceUnavailable")
+            return web.json_response(error.body(), status=503)
         if not self.spec.disaggregated:
             return await self._forward(http, self.spec.entry, path, payload)
         prefill = dict(payload, max_tokens=1, stream=False, kv_transfer_params={"do_remote_decode": True})
@@ -253,7 +324,8 @@ class LiveFleet:
         return await self._forward(http, self.spec.pool("decode"), path, decode)
 
     def _pick(self, pool: PoolSpec) -> PodServer | None:
-        name = self.router.pick(self.routable(pool))
+        names = self.routable(pool)
+        name = self.router.pick(self._open(names) if pool is self.spec.entry else names)
         return self.pods[name] if name is not None else None
 
     async def _call(self, pool: PoolSpec, path: str, payload: dict[str, Any]) -> tuple[int, Any]:

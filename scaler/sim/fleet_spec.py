@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from scaler.sim.gateway import FlowControl
 from scaler.sim.pod import ROLES
 from scaler.sim.profiles import DEFAULT_PROFILE, HardwareProfile, profile_named
 
@@ -30,6 +31,7 @@ class FleetSpec:
     model: str = "qwen"
     cold_start: float = 60.0  # seconds from scale-up to a pod serving (model load)
     drain_grace: float = 30.0  # terminationGracePeriodSeconds: in-flight requests are cut after this
+    flow_control: FlowControl | None = None  # the gateway holds requests while the entry pool is saturated
 
     def __post_init__(self) -> None:
         roles = sorted(p.role for p in self.pools)
@@ -44,6 +46,11 @@ class FleetSpec:
 
     def pool(self, role: str) -> PoolSpec:
         return next(p for p in self.pools if p.role == role)
+
+    @property
+    def inference_pool(self) -> str:
+        """The gateway's InferencePool: one per model, covering both pools under P/D."""
+        return self.model
 
     @property
     def entry(self) -> PoolSpec:

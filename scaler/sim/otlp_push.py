@@ -163,9 +163,13 @@ def snapshot_samples(snapshots: Sequence[PodSnapshot], naming: MetricNaming = DE
 
     It skips protobuf (about 0.2 ms per pod instead of 0.8); a unit test holds it equal to `decoded_samples`.
     """
+    return metrics_samples([pod_metrics(s, naming) for s in snapshots])
+
+
+def metrics_samples(pods: Sequence[PodMetrics]) -> list[Sample]:
+    """What the scaler's receiver stores for these `PodMetrics`, without protobuf (see `snapshot_samples`)."""
     out: list[Sample] = []
-    for snapshot in snapshots:
-        pod = pod_metrics(snapshot, naming)
+    for pod in pods:
         start = (pod.start_ns or 0) / 1e9
         res = pod.resource
         for name, points in pod.gauges.items():

@@ -90,6 +90,15 @@ class SimPod:
     def outstanding(self) -> int:
         return sum(e.outstanding for e in self.engines)
 
+    @property
+    def waiting(self) -> int:
+        """num_requests_waiting summed over the engines, as a gateway reads it."""
+        return sum(e.waiting for e in self.engines)
+
+    def kv_usage(self) -> float:
+        """The fullest engine's KV-cache usage."""
+        return max(e.kv_usage() for e in self.engines)
+
     def snapshot(self) -> vm.PodSnapshot:
         """The pod's vLLM metrics now: gauges, counters and histograms per engine."""
         ident = self.identity

@@ -15,7 +15,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ from prometheus_client import generate_latest
 from scaler.sim import openai_api as api
 from scaler.sim.engine import Finished, RequestRejected, RequestSpec
 from scaler.sim.exposition import CONTENT_TYPE, registry_for
-from scaler.sim.otlp_push import make_exporter, pod_metrics, push
+from scaler.sim.otlp_push import PodMetrics, make_exporter, pod_metrics, push
 from scaler.sim.pod import PodIdentity, SimPod
 from scaler.sim.profiles import HardwareProfile
 from scaler.sim.vllm_metrics import MetricNaming
@@ -48,6 +48,35 @@ class PodConfig:
     naming: MetricNaming = field(default_factory=MetricNaming)
     output_median: float = 256.0  # median of the drawn response length when max_tokens does not cut it
     seed: int = 0
+
+
+async def push_loop(
+    protocol: str,
+    endpoint: str,
+    interval: float,
+    collect: Callable[[], Sequence[PodMetrics]],
+    who: str,
+    pushed: Callable[[], None] = lambda: None,
+) -> None:
+    """Every `interval`, export what `collect` returns through a real OTLP exporter, until cancelled."""
+    exporter = make_exporter(protocol, endpoint)
+    export: asyncio.Future[bool] | None = None
+    try:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                metrics = collect()
+                now_ns = time.time_ns()
+                export = asyncio.ensure_future(asyncio.to_thread(push, exporter, metrics, now_ns, now_ns))
+                if await asyncio.shield(export):
+                    pushed()
+            except Exception:
+                logger.exception("%s: OTLP push failed", who)
+    finally:
+        if export is not None:  # let an export in flight finish before the channel closes
+            with contextlib.suppress(Exception):
+                await export
+        await asyncio.to_thread(exporter.shutdown)
 
 
 class PodServer:
@@ -130,25 +159,16 @@ class PodServer:
     # -- OTLP push, as a sidecar collector would ----------------------------------------------------
 
     async def _push_loop(self, endpoint: str) -> None:
-        exporter = make_exporter(self.config.otlp_protocol, endpoint)
-        export: asyncio.Future[bool] | None = None
-        try:
-            while True:
-                await asyncio.sleep(self.config.export_interval)
-                try:
-                    self._tick()
-                    metrics = pod_metrics(self.pod.snapshot(), self.config.naming)
-                    now_ns = time.time_ns()
-                    export = asyncio.ensure_future(asyncio.to_thread(push, exporter, [metrics], now_ns, now_ns))
-                    if await asyncio.shield(export):
-                        self.pushes += 1
-                except Exception:
-                    logger.exception("pod %s: OTLP push failed", self.config.identity.pod)
-        finally:
-            if export is not None:  # let an export in flight finish before the channel closes
-                with contextlib.suppress(Exception):
-                    await export
-            await asyncio.to_thread(exporter.shutdown)
+        def collect() -> list[PodMetrics]:
+            self._tick()
+            return [pod_metrics(self.pod.snapshot(), self.config.naming)]
+
+        def pushed() -> None:
+            self.pushes += 1
+
+        config = self.config
+        who = f"pod {config.identity.pod}"
+        await push_loop(config.otlp_protocol, endpoint, config.export_interval, collect, who, pushed)
 
     # -- HTTP -----------------------------------------------------------------------------------
 

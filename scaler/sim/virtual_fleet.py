@@ -5,7 +5,9 @@ For replaying traces (`keda-llm-scaler evaluate`): `submit` requests at their ar
 `snapshots()` for what the pods would push. Under P/D a request is prefilled on the least-loaded
 prefill pod, then handed to the least-loaded decode pod, whose KV pull takes the profile's transfer
 time. Pods become ready after `cold_start`, and a drained pod leaves when empty or after `drain_grace`.
-Call it with times that never go backwards. Pods are only advanced when something in them changes
+A `Gateway` counts arrivals and, with the spec's flow control, holds requests while every ready entry
+pod is saturated, releasing them first come, first served as pods free up; `gateway_metrics()` is
+what it pushes. Call it with times that never go backwards. Pods are only advanced when something in them changes
 (a finish, an admission, a preemption); `snapshots()` catches their token counts up first.
 """
 
@@ -15,6 +17,8 @@ from dataclasses import dataclass
 
 from scaler.sim.engine import Finished, RequestSpec
 from scaler.sim.fleet_spec import FleetSpec, PoolSpec
+from scaler.sim.gateway import Gateway
+from scaler.sim.otlp_push import PodMetrics
 from scaler.sim.pod import PodIdentity, SimPod
 from scaler.sim.replicas import Phase, ReplicaController, Transition
 from scaler.sim.routing import least_outstanding
@@ -71,6 +75,8 @@ class VirtualFleet:
         self._serial = 0
         self._turn = 0
         self._now = now
+        self._ran_to = now  # pods have been run up to here
+        self.gateway: Gateway[str] = Gateway(spec.namespace, spec.inference_pool, spec.model, spec.flow_control)
         for pool in spec.pools:
             for name in self.controllers[pool.deployment].ready():
                 self._start_pod(pool, name, now)
@@ -83,13 +89,13 @@ class VirtualFleet:
         self._outbox += finished
         self._serial += 1
         request_id = f"req-{self._serial}"
-        user = _UserRequest(now, prompt_tokens, output_tokens, finish_reason)
-        self._requests[request_id] = user
-        if self.spec.disaggregated:  # prefill only: one token, then the decode pool
-            first = RequestSpec(request_id, prompt_tokens, 1, "length")
+        self._requests[request_id] = _UserRequest(now, prompt_tokens, output_tokens, finish_reason)
+        self.gateway.arrived()
+        open_pods = self._open(self.controllers[self.spec.entry.deployment].ready())
+        if self.gateway.holds(len(open_pods)):
+            self.gateway.queue.append(request_id)
         else:
-            first = RequestSpec(request_id, prompt_tokens, output_tokens, finish_reason)
-        self._route(request_id, self.spec.entry, first, now)
+            self._route(request_id, self.spec.entry, self._entry_spec(request_id), now, open_pods)
         return request_id
 
     def scale(self, deployment: str, replicas: int, now: float) -> None:
@@ -101,16 +107,14 @@ class VirtualFleet:
     # -- time -----------------------------------------------------------------------------------
 
     def advance(self, to: float) -> list[Outcome]:
-        while True:
-            due = [t for t in (c.next_event() for c in self.controllers.values()) if t is not None and t <= to]
-            if not due:
-                break
-            at = min(due)
+        while (at := self._next_wake(to)) is not None:
             self._run_pods(at)
             for deployment, controller in self.controllers.items():
                 for change in controller.advance(at):
                     self._apply(deployment, change)
+            self._release(at)
         self._run_pods(to)
+        self._release(to)
         self._now = max(self._now, to)
         out, self._outbox = self._outbox, []
         return out
@@ -134,6 +138,9 @@ class VirtualFleet:
     def in_flight(self) -> int:
         return len(self._requests)
 
+    def gateway_metrics(self) -> PodMetrics:
+        return self.gateway.metrics(self.wall_start)
+
     # -- internals ------------------------------------------------------------------------------
 
     def _start_pod(self, pool: PoolSpec, name: str, at: float) -> None:
@@ -150,8 +157,43 @@ class VirtualFleet:
             self._settle(pool, pod.shutdown(change.at))
             self._pool_of.pop(change.name, None)
 
-    def _route(self, request_id: str, pool: PoolSpec, spec: RequestSpec, now: float) -> None:
-        ready = self.controllers[pool.deployment].ready()
+    def _next_wake(self, to: float) -> float | None:
+        """The next controller event by `to`; with requests held, also the next change of an entry pod."""
+        times = [t for t in (c.next_event() for c in self.controllers.values()) if t is not None and t <= to]
+        if self.gateway.queue:
+            for name in self._names(self.spec.entry):
+                t = self.pods[name].next_change_time()
+                if t is not None and self._ran_to < t <= to:
+                    times.append(t)
+        return min(times, default=None)
+
+    def _entry_spec(self, request_id: str) -> RequestSpec:
+        user = self._requests[request_id]
+        if self.spec.disaggregated:  # prefill only: one token, then the decode pool
+            return RequestSpec(request_id, user.prompt_tokens, 1, "length")
+        return RequestSpec(request_id, user.prompt_tokens, user.output_tokens, user.finish_reason)
+
+    def _open(self, names: list[str]) -> list[str]:
+        """The pods the gateway may send a new request to: all, or with flow control the unsaturated."""
+        limits = self.gateway.flow_control
+        if limits is None:
+            return names
+        pods = self.pods
+        return [n for n in names if not limits.saturated(pods[n].waiting, pods[n].kv_usage)]
+
+    def _release(self, now: float) -> None:
+        """Held requests, oldest first, to entry pods with room."""
+        entry = self.spec.entry
+        while self.gateway.queue and (open_pods := self._open(self.controllers[entry.deployment].ready())):
+            request_id = self.gateway.queue.popleft()
+            self._route(request_id, entry, self._entry_spec(request_id), now, open_pods)
+
+    def _route(
+        self, request_id: str, pool: PoolSpec, spec: RequestSpec, now: float, ready: list[str] | None = None
+    ) -> None:
+        """To the least loaded of `ready` (by default the pool's ready pods)."""
+        if ready is None:
+            ready = self.controllers[pool.deployment].ready()
         self._turn += 1
         name = least_outstanding(ready, {n: self.pods[n].outstanding for n in ready}, self._turn)
         user = self._requests[request_id]
@@ -162,6 +204,7 @@ class VirtualFleet:
         self.pods[name].submit(spec, now)
 
     def _run_pods(self, to: float) -> None:
+        self._ran_to = max(self._ran_to, to)
         if self.spec.disaggregated:
             prefill, decode = self.spec.pool("prefill"), self.spec.pool("decode")
             handoffs = [f for name in self._names(prefill) for f in self._advance_pod(name, to)]

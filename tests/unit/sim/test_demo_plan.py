@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from scaler.policy import Decision, Signal, WindowFigures
 from scaler.policy_spec import PolicySpec
 from scaler.sim.demo_plan import (
     DECODE,
@@ -9,12 +10,14 @@ from scaler.sim.demo_plan import (
     DemoPlan,
     PoolRow,
     RequestRecord,
+    driving_signal,
     format_row,
     header,
     row_for,
     scaled_objects,
     summarize,
 )
+from scaler.sim.ours import DEMAND_KEY, GATEWAY_DEMAND
 from scaler.triggers import parse_trigger
 
 
@@ -53,3 +56,52 @@ def test_rows_and_summary_from_worked_numbers() -> None:
     assert "qwen-prefill: peak 3 replicas, first scale-up 2.5s after the burst began, scaled back down" in "\n".join(
         summary.lines()
     )
+
+
+def decision(reason: str, *signals: Signal, panic: tuple[Signal, ...] = ()) -> Decision:
+    return Decision(
+        replicas=3,
+        active=True,
+        reason=reason,
+        reporting_pods=1,
+        stable=WindowFigures(30.0, signals),
+        panic=WindowFigures(5.0, panic),
+        in_panic=bool(panic),
+        pods=(),
+    )
+
+
+def test_the_driving_signal_is_the_one_the_reason_names_with_what_bounded_it() -> None:
+    waiting = Signal("waiting", 6.0, 6.0, "waiting 12.0 at 2/pod")
+    kv = Signal("kv", 2.0, 2.0, "kv 0.90 > 0.80 on 1 pods")
+    assert driving_signal(decision("prefill: kv 0.90 > 0.80 on 1 pods -> 2", waiting, kv)) == "kv"
+    calm = decision("prefill: waiting 12.0 at 2/pod -> 6 (panic; maxReplicas 6)", kv, panic=(waiting,))
+    assert driving_signal(calm) == "waiting/panic/max"
+    assert driving_signal(decision("decode: no load signals -> 1 (minReplicas 1)")) == "idle/min"
+
+
+def test_the_summary_names_each_peaks_signal_and_what_happened_after_the_burst() -> None:
+    plan = DemoPlan(burst_start=10, burst_end=20)
+    timeline = [
+        (5.0, {PREFILL: PoolRow(1, 1, 1, "a", "idle"), DECODE: PoolRow(1, 1, 1, "b", "idle")}),
+        (12.0, {PREFILL: PoolRow(1, 1, 4, "c", "waiting/panic"), DECODE: PoolRow(1, 1, 1, "d", "running")}),
+        (15.0, {PREFILL: PoolRow(4, 2, 4, "e", "waiting/panic"), DECODE: PoolRow(1, 1, 1, "f", "running")}),
+        (19.0, {PREFILL: PoolRow(4, 4, 2, "g", "prefill_tokens"), DECODE: PoolRow(1, 1, 3, "decode: kv -> 3", "kv")}),
+        (22.0, {PREFILL: PoolRow(2, 2, 1, "h", "waiting"), DECODE: PoolRow(3, 1, 3, "decode: kv -> 3", "kv")}),
+    ]
+    summary = summarize(plan, timeline, [])
+    assert summary.peak_signal == {PREFILL: "waiting/panic", DECODE: "kv"}
+    assert summary.after_burst[PREFILL].startswith("did not rise after the burst ended")
+    assert (
+        summary.after_burst[DECODE] == "rose from 1 to 3 replicas 2.0s after the burst ended, because decode: kv -> 3"
+    )
+    text = "\n".join(summary.lines())
+    assert "qwen-prefill: peak 4 replicas" in text and "peak driven by waiting/panic" in text
+    assert "after the burst: rose from 1 to 3" in text
+
+
+def test_the_prefill_pool_reads_the_gateway_when_the_policy_knows_how() -> None:
+    prefill, decode = (dict(so.triggers[0].metadata) for so in scaled_objects(DemoPlan(), "127.0.0.1:6000"))
+    assert (DEMAND_KEY in prefill) == GATEWAY_DEMAND and DEMAND_KEY not in decode
+    quiet = dict(scaled_objects(DemoPlan(gateway_demand=False), "127.0.0.1:6000")[0].triggers[0].metadata)
+    assert DEMAND_KEY not in quiet

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from scaler.errors import InvalidTrigger
 from scaler.sim.evaluate import evaluate_main
-from scaler.sim.evaluation_contenders import Envelope, contenders, pod_targets, static_replicas
+from scaler.sim.evaluation_contenders import Envelope, check, contenders, pod_targets, static_replicas
 from scaler.sim.evaluation_replay import ReplayConfig, ReplayRecord, replay
 from scaler.sim.evaluation_results import nearest_rank, score
+from scaler.sim.keda import Trigger
+from scaler.sim.ours import default_headroom
 from scaler.sim.profiles import A100_LLAMA3_8B
 from scaler.sim.trace import TraceRow, write_csv
 from scaler.sim.virtual_fleet import Outcome
 
-POLICIES = ("ours-pd", "ours-unified", "kserve-seed", "kedify-vllm-example", "static")
+POLICIES = ("ours-pd", "ours-unified", "ours-prometheus", "kserve-seed", "kedify-vllm-example", "static")
 FIELDS = ("ttft_slo_attainment", "itl_slo_attainment", "gpu_seconds", "scale_events", "p95_ttft_s", "p95_itl_s")
 BURST = 123.0
 
@@ -81,34 +85,70 @@ def test_ours_sees_a_burst_before_the_prometheus_path_does() -> None:
     assert first_scale_up("ours-unified") <= 136.0 < 151.0 <= first_scale_up("kserve-seed")
 
 
-def run(trace: Path, out: Path, *extra: str, jobs: int = 1) -> int:
-    return evaluate_main(["--trace", str(trace), "--out", str(out), "--jobs", str(jobs), *extra])
+def run(traces: list[Path], out: Path, *extra: str, jobs: int = 1) -> int:
+    return evaluate_main(["--trace", *map(str, traces), "--out", str(out), "--jobs", str(jobs), *extra])
 
 
-def test_a_short_replay_end_to_end_is_complete_deterministic_and_sane(
+FEW = ("--sweep", "ours-unified=0.6,1", "kserve-seed=8", "static=1,3")  # a few points beside the defaults
+
+
+def test_a_short_sweep_end_to_end_is_complete_deterministic_and_sane(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    trace = tmp_path / "burst.csv"
-    write_csv(burst_trace(), trace)
-    assert run(trace, tmp_path / "a", "--duration", "3m") == 0
-    assert "| ours-pd |" in capsys.readouterr().out
-    assert run(trace, tmp_path / "b", "--duration", "3m", jobs=2) == 0  # other processes, other hash seeds
+    burst, calm = tmp_path / "burst.csv", tmp_path / "calm.csv"
+    write_csv(burst_trace(), burst)
+    write_csv(steady(0.0, 120.0, 1.0), calm)
+    assert run([burst, calm], tmp_path / "a", "--duration", "3m", *FEW) == 0
+    printed = capsys.readouterr().out
+    assert "| ours-pd |" in printed and "targets:" in printed and "ours' points dominate" in printed
+    assert run([burst, calm], tmp_path / "b", "--duration", "3m", *FEW, jobs=2) == 0  # other processes
     first, second = ((tmp_path / d / "results.json").read_bytes() for d in "ab")
     assert first == second
 
     results = json.loads(first)
-    policies = results["policies"]
+    assert sorted(results["traces"]) == ["burst", "calm"] and results["setup"]["sweep"]
+    section = results["traces"]["burst"]
+    policies = section["policies"]
     assert tuple(policies) == tuple(sorted(POLICIES))
     assert all(set(FIELDS) <= set(policies[p]) for p in POLICIES)
-    assert results["setup"]["requests"] == len([r for r in burst_trace() if r.t_seconds < 180.0])
-    gpu = {p: policies[p]["gpu_seconds"] for p in POLICIES}
-    assert all(gpu["static"] >= gpu[p] for p in ("ours-pd", "ours-unified", "kedify-vllm-example"))
+    assert section["setup"]["requests"] == len([r for r in burst_trace() if r.t_seconds < 180.0])
+    values = {family: [p["value"] for p in s["points"]] for family, s in section["sweep"].items()}
+    headroom = default_headroom()
+    assert values["ours-unified"] == sorted({0.6, headroom, 1.0}) and values["kserve-seed"] == [2.0, 8.0]
+    assert values["static"] == sorted({1.0, 3.0, policies["static"]["value"]})
+    assert values["ours-pd"] == [headroom] and values["kedify-vllm-example"] == [1.0]
+    for family, s in section["sweep"].items():
+        assert all(set(FIELDS) <= set(p) for p in s["points"])
+        assert set(section["frontiers"][family]) <= set(values[family])
     assert policies["static"]["scale_events"] == 0 and policies["ours-unified"]["scale_events"] > 0
-    assert all(0.0 <= policies[p]["ttft_slo_attainment"] <= 1.0 for p in POLICIES)
-    pictures = sorted(p.name for p in (tmp_path / "a").glob("*.png"))
-    assert pictures == sorted([f"{p}.png" for p in POLICIES] + ["comparison.png"])
-    table = [line for line in (tmp_path / "a" / "results.md").read_text().splitlines() if line.startswith("|")]
-    assert len(table) == 2 + len(POLICIES)
+    assert set(results["targets"]["frontier_dominance"]) == {"burst", "calm"}
+    assert results["targets"]["flash_crowd"] == {} and results["targets"]["diurnal"] == {}  # no scenario
+
+    pictures = sorted(p.name for p in (tmp_path / "a" / "burst").glob("*.png"))
+    assert pictures == sorted([f"{p}.png" for p in POLICIES] + ["comparison.png", "pareto.png"])
+    report = (tmp_path / "a" / "results.md").read_text()
+    assert "## burst" in report and "## calm" in report and "## Targets" in report
+    assert "| ours-unified * | headroom=0.6 |" in report or "| ours-unified | headroom=0.6 |" in report
+
+
+def test_without_a_sweep_each_family_runs_once(tmp_path: Path) -> None:
+    trace = tmp_path / "t.csv"
+    write_csv(steady(0.0, 60.0, 1.0), trace)
+    assert run([trace], tmp_path / "o") == 0
+    section = json.loads((tmp_path / "o" / "results.json").read_text())["traces"]["t"]
+    assert all(len(s["points"]) == 1 for s in section["sweep"].values())
+    assert not json.loads((tmp_path / "o" / "results.json").read_text())["setup"]["sweep"]
+
+
+def test_a_trigger_the_scaler_refuses_is_an_error_not_a_replay() -> None:
+    env = Envelope(A100_LLAMA3_8B, ttft_slo=2.0, itl_slo=0.1)
+    good = next(c for c in contenders(env, burst_trace()) if c.name == "ours-unified")
+    plan = good.pools[0]
+    assert plan.scaled_object is not None
+    bad_trigger = Trigger.of({**dict(plan.scaled_object.triggers[0].metadata), "noSuchKey": "1"})
+    bad = replace(good, pools=(replace(plan, scaled_object=replace(plan.scaled_object, triggers=(bad_trigger,))),))
+    with pytest.raises(InvalidTrigger, match="noSuchKey"):
+        check(bad)
 
 
 def test_another_seed_moves_the_phases_and_bad_input_is_an_error(
@@ -116,9 +156,11 @@ def test_another_seed_moves_the_phases_and_bad_input_is_an_error(
 ) -> None:
     trace = tmp_path / "t.csv"
     write_csv(steady(0.0, 60.0, 1.0), trace)
-    assert run(trace, tmp_path / "s2", "--seed", "2") == 0
-    phases = json.loads((tmp_path / "s2" / "results.json").read_text())["setup"]["phases_s"]
+    assert run([trace], tmp_path / "s2", "--seed", "2") == 0
+    phases = json.loads((tmp_path / "s2" / "results.json").read_text())["traces"]["t"]["setup"]["phases_s"]
     assert phases != {"export": 0.672, "scrape": 12.712, "hpa": 11.457}  # seed 1's
-    assert run(tmp_path / "missing.csv", tmp_path / "x") == 1
-    assert run(trace, tmp_path / "x", "--ttft-slo", "2") == 2  # durations need a unit
+    assert run([tmp_path / "missing.csv"], tmp_path / "x") == 1
+    assert run([trace], tmp_path / "x", "--ttft-slo", "2") == 2  # durations need a unit
+    assert run([trace], tmp_path / "x", "--sweep", "nobody=1") == 2
+    assert run([trace, trace], tmp_path / "x") == 1  # two sections of one name
     assert "error" in capsys.readouterr().err
