@@ -78,9 +78,10 @@ def settings() -> Settings:
     return FAST
 
 
-@pytest.fixture
-async def harness(settings: Settings) -> AsyncIterator[Harness]:
-    async with contextlib.AsyncExitStack() as cleanup:  # whatever started is stopped, even if a later step fails
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Harness]:
+    """A started scaler with its clients; whatever started is stopped, even if a later step fails."""
+    async with contextlib.AsyncExitStack() as cleanup:
         scaler = await start(settings)
         cleanup.push_async_callback(scaler.stop)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{scaler.ports['scaler']}")
@@ -88,6 +89,12 @@ async def harness(settings: Settings) -> AsyncIterator[Harness]:
         harness = Harness(scaler, channel)
         cleanup.push_async_callback(harness.channel_otlp.close)
         yield harness
+
+
+@pytest.fixture
+async def harness(settings: Settings) -> AsyncIterator[Harness]:
+    async with running(settings) as started:
+        yield started
 
 
 def with_settings(**changes: object) -> Callable[[], Settings]:

@@ -15,7 +15,6 @@ import math
 import statistics
 import time
 import zlib
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
@@ -46,9 +45,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 )
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-from scaler.app import start
-from scaler.settings import Settings
-from tests.integration.conftest import FAST, Harness, eventually
+from tests.integration.conftest import FAST, Harness, eventually, running
 from tests.integration.test_keda_service import KSERVE_METADATA
 from tests.integration.test_receivers import otlp_request
 
@@ -58,18 +55,6 @@ EXPORT = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
 
 
 # -- harness -----------------------------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Harness]:
-    async with contextlib.AsyncExitStack() as cleanup:
-        scaler = await start(settings)
-        cleanup.push_async_callback(scaler.stop)
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{scaler.ports['scaler']}")
-        cleanup.push_async_callback(channel.close)
-        harness = Harness(scaler, channel)
-        cleanup.push_async_callback(harness.channel_otlp.close)
-        yield harness
 
 
 def rss() -> int:
