@@ -120,18 +120,21 @@ def reduce_over_time(series: Series, column: int, operation: str, since: float) 
     return min(values) if operation == "min" else max(values)
 
 
+_SCALE = 2.0**-64  # a power of two: scaling by it is exact, and 2**64 terms of the largest float still sum in range
+
+
 def total(values: Sequence[float]) -> float:
     """math.fsum of finite values, but ±inf, not OverflowError, past the float range (views run on ingest)."""
     try:
         return math.fsum(values)
-    except OverflowError:  # an intermediate sum overflowed; scaled terms stay in range
-        return math.fsum(v / len(values) for v in values) * len(values)
+    except OverflowError:  # an intermediate or the rounded sum overflowed: sum scaled terms, then scale back
+        return math.fsum(v * _SCALE for v in values) / _SCALE
 
 
 def mean(values: Sequence[float]) -> float:
     """The mean of finite values: always finite, even when their sum is not."""
     whole = total(values)
-    return whole / len(values) if math.isfinite(whole) else math.fsum(v / len(values) for v in values)
+    return whole / len(values) if math.isfinite(whole) else math.fsum(v * _SCALE for v in values) / len(values) / _SCALE
 
 
 _AGGREGATE: dict[str, Callable[[Sequence[float]], float]] = {

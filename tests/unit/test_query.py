@@ -25,7 +25,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from scaler.errors import InsufficientData, StaleData
 from scaler.expression import parse_query
 from scaler.otlp import Histogram, Kind, Sample, decode_export_request
-from scaler.query import OPERATIONS, QueryResult, evaluate_query, reduce_over_time, select
+from scaler.query import OPERATIONS, QueryResult, evaluate_query, mean, reduce_over_time, select, total
 from scaler.store import Store
 
 STALE_AFTER = 15.0
@@ -356,3 +356,12 @@ def test_kserve_query_over_decoded_otlp() -> None:
     assert run(s, "vllm:e2e_request_latency_seconds_count", "rate", now=6).value == pytest.approx(2.0)
     assert run(s, "vllm:e2e_request_latency_seconds_sum", now=6).value == pytest.approx(5.0)
     assert evaluate_query(s, parse_query(query.replace('"ns"', '"other"')), "last_one", 60, 6, STALE_AFTER) is None
+
+
+def test_sums_past_the_float_range_are_infinite_not_an_error() -> None:
+    """Three of the largest float: both fsum attempts used to raise OverflowError on ingest (a view update)."""
+    largest = 1.7976931348623157e308
+    assert total([largest] * 3) == math.inf
+    assert total([-largest] * 3) == -math.inf
+    assert mean([largest] * 3) == largest
+    assert total([largest, -largest, largest]) == largest
