@@ -7,20 +7,22 @@ becomes UNAVAILABLE so that KEDA's fallback acts, bad metadata INVALID_ARGUMENT 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError
 
 from scaler.changes import Changes
-from scaler.errors import InvalidInput, InvalidTrigger, ScalerError, StaleData
+from scaler.errors import InvalidInput, InvalidTrigger, ScalerError
 from scaler.externalscaler import externalscaler_pb2 as pb
 from scaler.externalscaler import externalscaler_pb2_grpc as pb_grpc
 from scaler.selfmetrics import SelfMetrics
+from scaler.streams import StreamHub
 from scaler.triggers import Evaluation, Trigger, Triggers, metric_name_matches, parse_trigger
 
 logger = logging.getLogger(__name__)
@@ -56,6 +58,14 @@ class KedaService(pb_grpc.ExternalScalerServicer):
         self.changes = changes
         self.stopping = stopping
         self.stream_resend = stream_resend
+        self.streams = StreamHub(
+            lambda ref: self._evaluate(ref).active,
+            changes,
+            stopping,
+            stream_resend,
+            STREAM_MIN_INTERVAL,
+            STREAM_IDLE_RECHECK,
+        )
 
     async def _answer(self, method: str, context: Context, compute: Callable[[], T]) -> T:
         started = time.perf_counter()
@@ -116,21 +126,20 @@ class KedaService(pb_grpc.ExternalScalerServicer):
         On shutdown the stream ends with OK, which resets KEDA's reconnect backoff.
         """
         await self._answer("StreamIsActive", context, lambda: self._spec_of(request))
-        loop = asyncio.get_running_loop()  # the resend cadence is KEDA's wall time, whatever `clock` is
-        was_active = False
-        resend_at = math.inf
-        while not self.stopping.is_set():
-            change = self.changes.current()
-            active = self._stream_check(request)
-            if active and (not was_active or loop.time() >= resend_at):
-                self.metrics.stream_messages.labels("resend" if was_active else "activation").inc()
-                yield pb.IsActiveResponse(result=True)
-                resend_at = loop.time() + self.stream_resend
-            was_active = active
-            await asyncio.sleep(STREAM_MIN_INTERVAL)
-            if not self.stopping.is_set():
-                wait = min(STREAM_IDLE_RECHECK, resend_at - loop.time()) if active else STREAM_IDLE_RECHECK
-                await self.changes.wait(change, max(0.0, wait))
+        watch = self.streams.watch(request)  # checked once here; then the hub re-checks it (scaler.streams)
+        try:
+            while True:
+                if watch.error is not None:
+                    await self._answer("StreamIsActive", context, functools.partial(_raise, watch.error))
+                message = watch.take()
+                if message is not None:
+                    self.metrics.stream_messages.labels(message).inc()
+                    yield pb.IsActiveResponse(result=True)
+                if self.stopping.is_set():
+                    return
+                await self.streams.wait(watch)
+        finally:
+            self.streams.unwatch(watch)
 
     async def StreamMetricSpec(  # noqa: N802
         self, request: pb.ScaledObjectRef, context: Context
@@ -139,14 +148,12 @@ class KedaService(pb_grpc.ExternalScalerServicer):
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "StreamMetricSpec is not implemented; use GetMetricSpec")
         yield pb.GetMetricSpecResponse()  # pragma: no cover - abort raises
 
-    def _stream_check(self, request: pb.ScaledObjectRef) -> bool:
-        try:
-            return self._evaluate(request).active
-        except StaleData:
-            return False
-
     def _spec_of(self, ref: pb.ScaledObjectRef) -> Trigger:
         return parse_trigger(ref.scalerMetadata, ref.namespace, self.triggers.isolate)
+
+
+def _raise(error: Exception) -> NoReturn:
+    raise error
 
 
 class _Undecodable:
