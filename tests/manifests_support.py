@@ -17,6 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -99,6 +100,20 @@ def selector_matches(selector: Obj, labels: dict[str, str]) -> bool:
         if not ok:
             return False
     return True
+
+
+def kubernetes_schema_errors(obj: Obj, versions: tuple[str, ...]) -> list[str]:
+    """Where a core object breaks Kubernetes' own schemas (kubernetes-validate, strict), per version."""
+    errors = []
+    for version in versions:
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            where = ".".join(str(p) for p in exc.path)
+            errors.append(f"{obj['kind']}/{obj['metadata']['name']} (Kubernetes {version}) at {where}: {exc.message}")
+        except kubernetes_validate.SchemaNotFoundError as exc:
+            errors.append(f"{obj['kind']}/{obj['metadata']['name']} (Kubernetes {version}): {exc.message}")
+    return errors
 
 
 # -- the scaler's Service, as the base renders it ------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Core objects against Kubernetes' schemas (kubernetes-validate ships them), ScaledObjects against KEDA's
 CRD, every trigger aimed at the scaler through our own trigger parser, every collector's exporter
-against our Service, and the KServe InferenceService through the ScaledObject KServe generates from it.
+against a scaler's Service (the base's, a shard's, or one replica's stable name), and the KServe
+InferenceService through the ScaledObject KServe generates from it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from tests.manifests_support import (
     EXAMPLES,
     ROOT,
     Obj,
+    ScalerService,
     all_rendered,
     dockerfile_user,
     kustomize_dirs,
@@ -61,7 +63,7 @@ DIRS = kustomize_dirs()
 
 def test_every_example_is_a_kustomize_directory() -> None:
     examples = {p.name for p in EXAMPLES.iterdir() if p.is_dir()}
-    assert examples == {"vllm-unified", "kserve", "llm-d-pd", "overflow", "canary"}
+    assert examples == {"vllm-unified", "kserve", "llm-d-pd", "overflow", "canary", "ha", "sharded"}
     for name in examples:
         assert (EXAMPLES / name / "kustomization.yaml").is_file()
 
@@ -265,7 +267,9 @@ TRIGGERS = [(s, i, t) for s in SCALED for i, t in triggers_of(s)]
 def test_triggers_reach_our_scaler_and_parse(scaled: Scaled, index: int, trigger: Obj) -> None:
     assert trigger["type"] in SCALER_TRIGGER_TYPES, f"trigger {index} is not aimed at the scaler"
     address = trigger["metadata"].get("scalerAddress", "")
-    assert scaler_service().resolves(address, "scaler"), f"scalerAddress {address!r} is not our Service's scaler port"
+    assert any(s.resolves(address, "scaler") for s in scaler_services()), (
+        f"{address!r} is no scaler Service's scaler port"
+    )
     # InvalidTrigger names an unknown or bad key. Isolation confines every selector to the
     # ScaledObject's namespace: our triggers must mean the same with it on.
     namespace = scaled.obj["metadata"]["namespace"]
@@ -368,6 +372,77 @@ def test_an_overflow_pool_follows_its_primary(scaled: Scaled) -> None:
 COLLECTORS = list(all_rendered("OpenTelemetryCollector"))
 
 
+def _runs_the_scaler(template: Obj) -> bool:
+    image = scaler_container()["image"].split(":")[0]
+    return any(c["image"].split(":")[0] == image for c in template["spec"]["containers"])
+
+
+@cache
+def scaler_services() -> tuple[ScalerService, ...]:
+    """Every ClusterIP Service that selects scaler pods rendered with it: the base's, each shard's."""
+    found: dict[tuple[str, str, tuple[tuple[str, int], ...]], ScalerService] = {}
+    for directory in kustomize_dirs():
+        templates = [t for o in render(directory) if (t := pod_template(o)) is not None and _runs_the_scaler(t)]
+        for service in rendered(directory, "Service"):
+            spec, meta = service["spec"], service["metadata"]
+            if spec.get("clusterIP") == "None" or not any(
+                selector_matches({"matchLabels": spec.get("selector", {})}, t["metadata"]["labels"]) for t in templates
+            ):
+                continue
+            ports = {p["targetPort"]: p["port"] for p in spec["ports"]}
+            # The same Service may differ by example: the HA example's takes no OTLP.
+            found[meta["name"], meta["namespace"], tuple(sorted(ports.items()))] = ScalerService(
+                meta["name"], meta["namespace"], ports
+            )
+    return tuple(found.values())
+
+
+@cache
+def scaler_replicas() -> dict[str, dict[str, int]]:
+    """Each StatefulSet replica's stable name (<pod>.<headless Service>.<namespace>.svc) -> its container ports.
+
+    A headless Service's name resolves to pod addresses, so clients reach the container ports themselves.
+    """
+    found: dict[str, dict[str, int]] = {}
+    for directory, statefulset in all_rendered("StatefulSet"):
+        template = pod_template(statefulset)
+        if template is None or not _runs_the_scaler(template):
+            continue
+        meta, spec = statefulset["metadata"], statefulset["spec"]
+        headless = the(directory, "Service", spec["serviceName"])
+        assert headless["spec"].get("clusterIP") == "None", f"{spec['serviceName']} is not headless"
+        ports = {p["name"]: p["containerPort"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
+        for ordinal in range(spec.get("replicas", 1)):
+            host = f"{meta['name']}-{ordinal}.{spec['serviceName']}.{meta['namespace']}"
+            found.update({f"{host}.svc": ports, f"{host}.svc.cluster.local": ports})
+    return found
+
+
+def gateways() -> dict[str, int]:
+    """host:port of each gateway collector's OTLP/gRPC receiver, through the Service the operator makes for it.
+
+    The OpenTelemetry operator names it `<name>-collector` (internal/naming/main.go, `Service`).
+    """
+    found: dict[str, int] = {}
+    for _, collector in COLLECTORS:
+        if collector["spec"]["mode"] != "deployment":
+            continue
+        grpc_endpoint = collector["spec"]["config"]["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"]
+        meta = collector["metadata"]
+        found[f"{meta['name']}-collector.{meta['namespace']}.svc"] = int(grpc_endpoint.rpartition(":")[2])
+    return found
+
+
+def reaches_a_scaler(address: str, port_name: str) -> bool:
+    """Whether an exporter's host:port is a scaler's OTLP port: a Service's, one replica's, or a gateway's."""
+    host, _, port = address.rpartition(":")
+    if any(s.resolves(address, port_name) for s in scaler_services()):
+        return True
+    if host in scaler_replicas():
+        return port.isdigit() and int(port) == scaler_replicas()[host].get(port_name)
+    return port_name == "otlp-grpc" and port.isdigit() and gateways().get(host) == int(port)
+
+
 def _endpoint(exporter: str, settings: Obj) -> tuple[str, str]:
     """host:port and the container port it must reach, for an OTLP exporter's settings."""
     if exporter in {"otlp", "otlp_grpc"}:
@@ -385,20 +460,27 @@ def _endpoint(exporter: str, settings: Obj) -> tuple[str, str]:
 )
 def test_collectors_export_to_our_otlp_port(directory: Path, collector: Obj) -> None:
     assert collector["apiVersion"] == "opentelemetry.io/v1beta1"
-    assert collector["spec"]["mode"] == "sidecar"
+    mode = collector["spec"]["mode"]
+    assert mode in {"sidecar", "deployment"}, "a sidecar next to vLLM, or a gateway in front of the scalers"
     config = collector["spec"]["config"]
+    connectors = config.get("connectors", {})
     pipelines = {n: p for n, p in config["service"]["pipelines"].items() if n.split("/")[0] == "metrics"}
     assert pipelines, "no metrics pipeline"
     for pipeline in pipelines.values():
         for kind in ("receivers", "processors", "exporters"):
             for component in pipeline.get(kind, []):
-                assert component in config[kind], f"{component} is used but not defined under {kind}"
+                defined = component in config.get(kind, {}) or (kind != "processors" and component in connectors)
+                assert defined, f"{component} is used but not defined under {kind}"
         for name in pipeline["exporters"]:
+            if name in connectors:
+                continue  # its own pipelines are checked here too
             settings = config["exporters"][name]
             address, port = _endpoint(name.split("/")[0], settings)
-            assert scaler_service().resolves(address, port), f"{name} sends to {address}, not our {port} port"
+            assert reaches_a_scaler(address, port), f"{name} sends to {address}, not a scaler's {port} port"
             if port == "otlp-grpc":
                 assert settings.get("tls", {}).get("insecure") is True, "the scaler serves OTLP/gRPC without TLS"
+        if mode != "sidecar":
+            continue  # a gateway forwards the labels its sidecars set
         processors = pipeline.get("processors", [])
         statements = json.dumps([config["processors"][p] for p in processors if p.split("/")[0] == "transform"])
         k8s = any(p.split("/")[0] in {"k8sattributes", "k8s_attributes"} for p in processors)
@@ -669,8 +751,10 @@ def test_the_own_variant_serves_the_same_model_and_leaves_scaling_to_us() -> Non
 # -- the deploy guide ------------------------------------------------------------------------------------------
 
 
-def test_the_deploy_guide_names_every_directory() -> None:
-    doc = (ROOT / "docs" / "deploy.md").read_text()
-    assert "kubectl apply -k manifests/base" in doc
+def test_the_guides_name_every_directory() -> None:
+    deploy = (ROOT / "docs" / "deploy.md").read_text()
+    assert "kubectl apply -k manifests/base" in deploy
+    doc = deploy + (ROOT / "docs" / "scaling-out.md").read_text()
     for directory in DIRS:
-        assert f"manifests/{rel(directory)}" in doc, f"docs/deploy.md does not mention manifests/{rel(directory)}"
+        where = f"manifests/{rel(directory)}"
+        assert where in doc, f"neither docs/deploy.md nor docs/scaling-out.md mentions {where}"
