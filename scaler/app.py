@@ -43,6 +43,11 @@ logger = logging.getLogger(__name__)
 
 POLICY_REFRESH = 0.5  # seconds a policy decision is reused for further KEDA calls and stream checks
 KEDA_SERVICE = externalscaler_pb2.DESCRIPTOR.services_by_name["ExternalScaler"].full_name
+# A gRPC health service name that is SERVING only once warm-up has passed. A readiness probe on it
+# keeps a restarted HA replica out of the ClusterIP Service until its answers can be whole, as long
+# as pushes reach it another way (a headless Service that publishes not-ready addresses). With one
+# replica, probe KEDA_SERVICE instead: pushes come through the same Service and must reach it to warm up.
+WARM_SERVICE = "keda-llm-scaler.Warm"
 
 
 @dataclass
@@ -167,6 +172,8 @@ async def start(settings: Settings, clock: Callable[[], float] = time.monotonic)
         scaler._grpc_servers.append(server)
     for status_name in ("", KEDA_SERVICE):
         await health_servicer.set(status_name, health_pb2.HealthCheckResponse.SERVING)
+    await health_servicer.set(WARM_SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+    scaler._tasks.append(asyncio.create_task(_warm_when_due(scaler, health_servicer, clock)))
 
     http_apps = {
         "otlp-http": (otlp_http_app(ingest), settings.otlp_http_port),
@@ -210,6 +217,14 @@ def _bind_grpc(server: grpc.aio.Server, host: str, port: int, flag: str, tls: Tl
     except RuntimeError as exc:
         raise OSError(f"{flag}: cannot listen on {address}: {exc}") from exc
     return bound
+
+
+async def _warm_when_due(scaler: Scaler, health_servicer: Any, clock: Callable[[], float]) -> None:
+    """Turn the WARM_SERVICE health status to SERVING once `--warmup` has passed (never during shutdown)."""
+    while (left := scaler.triggers.warmup_until - clock()) > 0:
+        await asyncio.sleep(min(1.0, left))
+    if not scaler.stopping.is_set():
+        await health_servicer.set(WARM_SERVICE, health_pb2.HealthCheckResponse.SERVING)
 
 
 async def _housekeeping(scaler: Scaler, clock: Callable[[], float]) -> None:

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field, replace
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from scaler.app import start
+from scaler.app import KEDA_SERVICE, WARM_SERVICE, start
 from scaler.settings import Settings
 from scaler.sim.otlp_push import make_exporter, push
 from tests.integration.conftest import FAST, Harness, kserve_pod
@@ -40,6 +41,28 @@ async def test_data_during_warmup_is_unavailable_and_the_replica_is_ready(harnes
     assert (await _get(harness.url("/readyz")))[0] == 200
     status, body = await _get(harness.url("/debug/query?metricQuery=vllm:num_requests_running"))
     assert (status, "warming up" in body) == (503, True)
+
+
+async def _health(channel: grpc.aio.Channel, service: str) -> int:
+    stub = health_pb2_grpc.HealthStub(channel)  # type: ignore[no-untyped-call]
+    reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+    return int(reply.status)
+
+
+async def test_the_warm_health_service_turns_serving_once_warm_up_has_passed() -> None:
+    """KEDA_SERVICE is SERVING at once (pushes share its Service); WARM_SERVICE only after --warmup."""
+    scaler = await start(replace(FAST, warmup=1.0))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{scaler.ports['scaler']}") as channel:
+            assert await _health(channel, KEDA_SERVICE) == health_pb2.HealthCheckResponse.SERVING
+            assert await _health(channel, WARM_SERVICE) == health_pb2.HealthCheckResponse.NOT_SERVING
+            started = time.monotonic()
+            while await _health(channel, WARM_SERVICE) != health_pb2.HealthCheckResponse.SERVING:
+                assert time.monotonic() - started < 5.0, "still NOT_SERVING well after the warm-up"
+                await asyncio.sleep(0.05)
+            assert time.monotonic() - started > 0.5  # not before the warm-up's end
+    finally:
+        await scaler.stop()
 
 
 async def _get(url: str) -> tuple[int, str]:
