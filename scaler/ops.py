@@ -76,10 +76,13 @@ def ops_app(
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
-    async def readyz(_: web.Request) -> web.Response:
-        if ready.is_set():
-            return web.Response(text="ready\n")
-        return web.Response(status=503, text="not ready\n")
+    async def readyz(request: web.Request) -> web.Response:
+        """`?warm=1` also waits for --warmup: HA readiness over plain HTTP, as the Warm gRPC health name."""
+        if not ready.is_set():
+            return web.Response(status=503, text="not ready\n")
+        if request.query.get("warm") == "1" and clock() < triggers.warmup_until:
+            return web.Response(status=503, text="warming up\n")
+        return web.Response(text="ready\n")
 
     async def series(request: web.Request, principal: Principal) -> web.Response:
         metric = request.query.get("metric")

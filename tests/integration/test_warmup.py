@@ -39,6 +39,7 @@ async def test_data_during_warmup_is_unavailable_and_the_replica_is_ready(harnes
     assert "warming up" in (info.value.details() or "")
     # Readiness does not wait for warm-up: the OTLP ports sit behind the same Service as the scaler port.
     assert (await _get(harness.url("/readyz")))[0] == 200
+    assert await _get(harness.url("/readyz?warm=1")) == (503, "warming up\n")  # HA readiness over HTTP (TLS)
     status, body = await _get(harness.url("/debug/query?metricQuery=vllm:num_requests_running"))
     assert (status, "warming up" in body) == (503, True)
 
@@ -61,6 +62,7 @@ async def test_the_warm_health_service_turns_serving_once_warm_up_has_passed() -
                 assert time.monotonic() - started < 5.0, "still NOT_SERVING well after the warm-up"
                 await asyncio.sleep(0.05)
             assert time.monotonic() - started > 0.5  # not before the warm-up's end
+            assert await _get(f"http://127.0.0.1:{scaler.ports['http']}/readyz?warm=1") == (200, "ready\n")
     finally:
         await scaler.stop()
 

@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from scaler import keda_client
+from scaler.app import KEDA_SERVICE, WARM_SERVICE
 from scaler.durations import parse_duration
 from scaler.settings import _FLAGS, Settings, env_name, parse_settings
 from scaler.tokens import parse_tokens
@@ -207,8 +208,14 @@ def test_helm_adds_only_its_own_labels_and_selects_its_release() -> None:
     }
 
 
-def test_the_observability_objects_are_those_of_manifests_observability() -> None:
-    values = {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}, "dashboard": {"enabled": True}}
+@pytest.mark.parametrize("ha", [False, True], ids=["one", "ha"])
+def test_the_observability_objects_are_those_of_manifests_observability(ha: bool) -> None:
+    values = {
+        "serviceMonitor": {"enabled": True},
+        "prometheusRule": {"enabled": True},
+        "dashboard": {"enabled": True},
+        "ha": {"enabled": ha},
+    }
     chart_objects = by_name(render_chart(values))
     kustomized = render(OBSERVABILITY)
     assert {(o["kind"], o["metadata"]["name"]) for o in kustomized} <= set(chart_objects)
@@ -307,11 +314,15 @@ def test_probes_ask_grpc_health_or_with_tls_the_ops_port(path: Path | None) -> N
     scaler = container(objects)
     ports = {p["name"]: p["containerPort"] for p in scaler["ports"]}
     readiness, liveness = scaler["readinessProbe"], scaler["livenessProbe"]
-    if "SCALER_TLS_CERT" in env_of(objects):
-        assert readiness["httpGet"] == {"path": "/readyz", "port": "ops"}
+    if "SCALER_TLS_CERT" in env_of(objects):  # with HA, ?warm=1 waits for the warm-up as the Warm name does
+        warm = workload(objects)["kind"] == "StatefulSet"
+        assert readiness["httpGet"] == {"path": "/readyz?warm=1" if warm else "/readyz", "port": "ops"}
         assert liveness["httpGet"] == {"path": "/healthz", "port": "ops"}
     else:
-        assert readiness["grpc"] == {"port": ports["scaler"], "service": "externalscaler.ExternalScaler"}
+        # With HA a replica is ready once warm, its pushes arriving through the headless Service. One replica
+        # must be ready while it warms up: its pushes come through the Service its readiness gates.
+        warm = workload(objects)["kind"] == "StatefulSet"
+        assert readiness["grpc"] == {"port": ports["scaler"], "service": WARM_SERVICE if warm else KEDA_SERVICE}
         assert liveness["grpc"] == {"port": ports["scaler"]}
 
 
@@ -425,7 +436,9 @@ def test_ha_renders_the_statefulset_of_the_ha_example() -> None:
     ours = without_helm_labels(one(objects, "StatefulSet"))
     assert ours == without_helm_labels(example[("StatefulSet", RELEASE)])
     headless = without_helm_labels(one(objects, "Service", f"{RELEASE}-headless"))
-    assert headless["spec"] == without_helm_labels(example[("Service", f"{RELEASE}-headless")])["spec"]
+    # Labels too: the example's carries keda-llm-scaler/headless, which the ServiceMonitors leave out.
+    assert headless == without_helm_labels(example[("Service", f"{RELEASE}-headless")])
+    assert headless["spec"]["publishNotReadyAddresses"] is True, "pushes must reach a replica before it is ready"
 
 
 def test_ha_collectors_reach_each_replica_and_never_the_shared_service() -> None:

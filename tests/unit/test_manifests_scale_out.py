@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from scaler.app import KEDA_SERVICE, WARM_SERVICE
 from scaler.settings import parse_settings
 from tests.manifests_support import (
     EXAMPLES,
+    OBSERVABILITY,
     ROOT,
     Obj,
     ScalerService,
@@ -91,12 +93,31 @@ def test_the_scaler_runs_as_a_statefulset_of_two_under_the_headless_service() ->
     assert selector_matches({"matchLabels": headless["spec"]["selector"]}, labels)
 
 
-def test_the_replicas_run_the_base_pod_unchanged_but_for_placement() -> None:
+def test_the_replicas_run_the_base_pod_unchanged_but_for_placement_and_readiness() -> None:
     ours = copy.deepcopy(_template(statefulset()))
     for key in ("affinity", "topologySpreadConstraints"):
         ours["spec"].pop(key)
+    (container,) = ours["spec"]["containers"]
+    container["readinessProbe"]["grpc"]["service"] = KEDA_SERVICE  # the probe waits for the warm-up here only
     assert ours == _template(the(BASE_DIR, "Deployment")), "keep the StatefulSet's pod in step with the base"
     assert restricted_violations(_template(statefulset())["spec"]) == []
+
+
+def test_a_restarted_replica_joins_kedas_service_only_once_warm_while_pushes_reach_it_before() -> None:
+    template = _template(statefulset())
+    (container,) = template["spec"]["containers"]
+    scaler_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "scaler")
+    # SERVING once --warmup has passed (scaler/app.py): until then the ClusterIP Service sends KEDA elsewhere.
+    assert container["readinessProbe"]["grpc"] == {"port": scaler_port, "service": WARM_SERVICE}
+    (base,) = _template(the(BASE_DIR, "Deployment"))["spec"]["containers"]
+    assert container["livenessProbe"] == base["livenessProbe"]
+    # One replica must be ready while it warms up: its pushes come through the Service its readiness gates.
+    assert base["readinessProbe"]["grpc"]["service"] == KEDA_SERVICE
+    # The pushes that warm it come through the headless Service, which must list it before it is ready.
+    headless = the(HA, "Service", HEADLESS)
+    assert headless["spec"]["publishNotReadyAddresses"] is True
+    assert selector_matches({"matchLabels": headless["spec"]["selector"]}, template["metadata"]["labels"])
+    assert "otlp-grpc" in {p["targetPort"] for p in headless["spec"]["ports"]}
 
 
 def test_the_image_is_the_project_version() -> None:
@@ -164,6 +185,28 @@ def test_every_collector_exports_to_every_replica_and_not_through_the_service() 
         sent = {_endpoint(name.split("/")[0], settings)[0] for name, settings in _metrics_exporters(collector)}
         # Through the Service, each sidecar's connection would reach one replica: both would hold partial sums.
         assert sent == wanted, f"{collector['metadata']['name']} exports to {sorted(sent)}"
+
+
+@pytest.mark.parametrize("directory", [BASE_DIR, HA, SHARDED], ids=lambda d: d.name)
+def test_prometheus_scrapes_each_scaler_pod_once(directory: Path) -> None:
+    monitor = the(OBSERVABILITY, "ServiceMonitor")
+    (endpoint,) = monitor["spec"]["endpoints"]
+    services = [
+        s
+        for s in rendered(directory, "Service")
+        if s["metadata"]["namespace"] == monitor["metadata"]["namespace"]
+        and selector_matches(monitor["spec"]["selector"], s["metadata"].get("labels", {}))
+        and endpoint["port"] in {p["name"] for p in s["spec"]["ports"]}
+    ]
+    workloads = _scaler_workloads(directory)
+    assert workloads
+    for workload in workloads:
+        labels = _template(workload)["metadata"]["labels"]
+        # The operator scrapes every endpoint of every selected Service: two Services, two scrapes per pod.
+        scraped = [
+            s["metadata"]["name"] for s in services if selector_matches({"matchLabels": s["spec"]["selector"]}, labels)
+        ]
+        assert scraped == [workload["metadata"]["name"]], f"{workload['metadata']['name']} is scraped through {scraped}"
 
 
 def test_the_network_policy_covers_both_replicas() -> None:

@@ -75,10 +75,11 @@ spec:
           containerPort: {{ include "keda-llm-scaler.settingText" $s.httpPort }}
           protocol: TCP
       {{- if .Values.tls.enabled }}
-      # The kubelet's gRPC probes cannot speak TLS; the ops port stays plain HTTP.
+      # The kubelet's gRPC probes cannot speak TLS; the ops port stays plain HTTP. With HA, /readyz?warm=1
+      # also waits for the warm-up, as the gRPC health name "keda-llm-scaler.Warm" does without TLS.
       readinessProbe:
         httpGet:
-          path: /readyz
+          path: {{ ternary "/readyz?warm=1" "/readyz" .Values.ha.enabled }}
           port: ops
         periodSeconds: 5
         timeoutSeconds: 2
@@ -92,12 +93,19 @@ spec:
         timeoutSeconds: 2
         failureThreshold: 3
       {{- else }}
+      {{- if .Values.ha.enabled }}
+      # gRPC health on the scaler port: "keda-llm-scaler.Warm" is SERVING only once settings.warmup has
+      # passed, so a restarted replica stays out of the Service KEDA asks until its answers are whole
+      # (collectors reach it through the headless Service meanwhile), and turns NOT_SERVING on SIGTERM.
+      {{- else }}
       # gRPC health on the scaler port: "externalscaler.ExternalScaler" turns NOT_SERVING on SIGTERM,
       # so the pod leaves the Service before it stops answering.
+      {{- end }}
       readinessProbe:
         grpc:
           port: {{ include "keda-llm-scaler.settingText" $s.scalerPort }}
-          service: externalscaler.ExternalScaler
+          {{- /* One replica: pushes come through the same Service and must reach the pod to warm it up. */}}
+          service: {{ ternary "keda-llm-scaler.Warm" "externalscaler.ExternalScaler" .Values.ha.enabled }}
         periodSeconds: 5
         timeoutSeconds: 2
         failureThreshold: 2
