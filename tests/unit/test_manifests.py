@@ -36,6 +36,7 @@ from tests.manifests_support import (
     ScalerService,
     all_rendered,
     dockerfile_user,
+    kubernetes_schema_errors,
     kustomize_dirs,
     pod_template,
     rel,
@@ -86,14 +87,8 @@ def test_core_objects_match_the_kubernetes_schemas(directory: Path) -> None:
     for obj in render(directory):
         if obj["kind"] in CRD_KINDS:
             continue
-        for version in versions:
-            try:
-                kubernetes_validate.validate(obj, version, strict=True)
-            except kubernetes_validate.ValidationError as exc:
-                where = ".".join(str(p) for p in exc.path)
-                pytest.fail(f"{obj['kind']}/{obj['metadata']['name']} (Kubernetes {version}) at {where}: {exc.message}")
-            except kubernetes_validate.SchemaNotFoundError as exc:
-                pytest.fail(f"{exc.message}; if it is a custom resource, check it like the others in CRD_KINDS")
+        errors = kubernetes_schema_errors(obj, versions)
+        assert not errors, f"{errors}; a custom resource is checked like the others in CRD_KINDS"
         checked += 1
     assert checked or all(o["kind"] in CRD_KINDS for o in render(directory))
 
