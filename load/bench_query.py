@@ -8,28 +8,46 @@ GetMetrics for two kedify-style query triggers (KServe's `sum(...)` of a gauge; 
 and GetMetrics for a `policy: vllm` trigger. Every trigger selects the whole fleet. Windows are set
 to cover every push, so each series contributes all its rows, as it would in steady state.
 
+Two lines come from the core in this process, in virtual time: the longest slice of
+`Store.sweep_slices` at 10,000 pods (400,000 series), live and all expired, which is how long a sweep
+holds the event loop; and a policy trigger read (`read_pools` + `recommend`) at 5,000 pods while the
+fleet keeps pushing in step (a push every 5 s, 100 pods a request, windows 60 s / 6 s), with the
+longest push (`Store.append` of one request) beside it: what ingest pays to keep the pool views.
+
     python load/bench_query.py                       # 10, 1,000 and 5,000 pods (a few minutes)
     python load/bench_query.py --smoke               # a few seconds
     python load/bench_query.py --profile /tmp/prof   # also py-spy each trigger at the largest size
+    python load/bench_query.py --core-only           # only the two in-process lines
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-from bench_ingest import EXPORT_METHOD, MAX_MESSAGE, Profiler
+from bench_ingest import EXPORT_METHOD, MAX_MESSAGE, Profiler, core_decoder
 from grpc_health.v1 import health_pb2
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from otlp_payloads import SERIES_PER_POD, Batches, fleet
 from scaler_process import ScalerProcess
 
 from scaler.externalscaler import externalscaler_pb2 as keda
+from scaler.otlp import Sample
+from scaler.policy import PolicyState, pool_metrics, recommend
+from scaler.policy_spec import PolicySpec
+from scaler.signals import read_pools
+from scaler.store import Store
+from scaler.triggers import parse_trigger
 
-TARGET_RATIO = 2.0
+TARGET_RATIO = 2.0  # query triggers, at the largest size
+POLICY_TARGETS = {1000: 2.0, 5000: 5.0}  # policy trigger p99 against the empty call, by fleet size
+SWEEP_TARGET_MS = 20.0
 NAMESPACE, DEPLOYMENT = "llm", "llama"
 SELECTOR = f'namespace="{NAMESPACE}", deployment="{DEPLOYMENT}"'
 TRIGGERS = {
@@ -150,6 +168,93 @@ def measure_size(pods: int, args: argparse.Namespace, profile: bool) -> SizeResu
     return result
 
 
+def _decoded(pods: int, ticks: int, per_request: int = 100) -> list[list[list[Sample]]]:
+    """Each tick's requests, decoded once (the decoder is not what these lines measure)."""
+    decode, parse = core_decoder(), ExportMetricsServiceRequest.FromString
+    bodies = [Batches(fleet(pods), tick).requests(per_request) for tick in range(1, ticks + 1)]
+    return [[decode(parse(body)).samples for body in tick] for tick in bodies]
+
+
+def sweep_stall(pods: int) -> str:
+    """The longest sweep slice over pods x 40 series: live (each series trimmed, none freed), then all expired."""
+    store = Store(retention=120.0, max_series=10**9)
+    for tick, requests in enumerate(_decoded(pods, 2), start=1):
+        for samples in requests:
+            store.append(samples, float(tick))
+    figures = []
+    for now in (60.0, 1000.0):  # nothing is older than the retention yet; then everything is
+        slices, started = [], time.perf_counter()
+        last = started
+        for _ in store.sweep_slices(now):
+            slices.append(time.perf_counter() - last)
+            last = time.perf_counter()
+        figures.append((max(slices) * 1e3, (last - started) * 1e3, len(slices)))
+    (live, live_all, n), (gone, gone_all, _) = figures
+    met = max(live, gone) <= SWEEP_TARGET_MS
+    return (
+        f"SUMMARY sweep: {pods * SERIES_PER_POD:,} series in {n} slices: longest slice {live:.1f} ms live "
+        f"(whole pass {live_all:.0f} ms), {gone:.1f} ms all expired (whole pass {gone_all:.0f} ms); "
+        f"target <= {SWEEP_TARGET_MS:g} ms: {'MET' if met else 'NOT MET'}"
+    )
+
+
+def steady_reads(pods: int, seconds: float, reads: int) -> str:
+    """Policy reads while the fleet pushes in step every 5 s, 100 pods a request, a request every 20 ms;
+    then the same pushes into a store with no pool view, for what keeping one costs a push."""
+    metadata = dict(TRIGGERS["policy unified"], stableWindow="60s", panicWindow="6s")
+    spec = parse_trigger(metadata, NAMESPACE)
+    assert isinstance(spec, PolicySpec)
+    windows, names = (spec.stable_window, spec.panic_window), pool_metrics(spec)
+    ticks = _decoded(pods, 2)
+    rng = random.Random(1)
+    moments = sorted(rng.uniform(70.0, 70.0 + seconds) for _ in range(reads))
+    latencies: list[float] = []
+
+    def read(store: Store, at: float) -> None:
+        started = time.perf_counter()
+        stable, panic = read_pools(store, spec.selector, at, windows, 5.0, names)
+        recommend(spec, PolicyState(), stable, panic, at)
+        latencies.append(time.perf_counter() - started)
+
+    viewed = Store(retention=120.0, max_series=10**9)
+    read_pools(viewed, spec.selector, 0.0, windows, 5.0, names)  # the view exists before the first push
+    appends = _push_in_step(viewed, ticks, list(moments), read)
+    plain = _push_in_step(Store(retention=120.0, max_series=10**9), ticks, list(moments), None)
+    latencies.sort()
+
+    def q(values: list[float], at: float) -> float:
+        return values[min(len(values) - 1, math.ceil(at * len(values)) - 1)] * 1e3
+
+    return (
+        f"SUMMARY steady policy reads: {pods:,} pods pushing in step every 5 s (windows 60 s/6 s), "
+        f"{len(latencies)} reads: read_pools + recommend p50 {q(latencies, 0.5):.1f} ms, "
+        f"p99 {q(latencies, 0.99):.1f} ms, max {latencies[-1] * 1e3:.1f} ms; one push of 100 pods "
+        f"p50 {q(appends, 0.5):.1f} ms (without the view {q(plain, 0.5):.1f} ms), max {appends[-1] * 1e3:.1f} ms"
+    )
+
+
+def _push_in_step(
+    store: Store, ticks: list[list[list[Sample]]], moments: list[float], read: Callable[[Store, float], None] | None
+) -> list[float]:
+    """Rounds of pushes every 5 s (a request every 20 ms) until past the last moment, reading at each one;
+    the push times after 70 s, sorted."""
+    appends: list[float] = []
+    round_start, last = 0.0, moments[-1]
+    while round_start <= last:
+        for i, samples in enumerate(ticks[int(round_start / 5.0) % 2]):
+            now = round_start + i * 0.02
+            while moments and moments[0] < now:
+                at = moments.pop(0)
+                if read is not None:
+                    read(store, at)
+            started = time.perf_counter()
+            store.append(samples, now)
+            if now > 70.0:
+                appends.append(time.perf_counter() - started)
+        round_start += 5.0
+    return sorted(appends)
+
+
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.split(" (")[0])
 
@@ -169,10 +274,18 @@ def main() -> None:
     )
     parser.add_argument("--profile", type=Path, help="py-spy the scaler per call kind at the largest size")
     parser.add_argument("--profile-seconds", type=float, default=15.0)
+    parser.add_argument("--sweep-pods", type=int, default=10_000, help="pods for the sweep line [10000]")
+    parser.add_argument("--steady-pods", type=int, default=5_000, help="pods for the steady-reads line [5000]")
     parser.add_argument("--smoke", action="store_true", help="10 and 100 pods, a few calls")
+    parser.add_argument("--core-only", action="store_true", help="only the two lines measured in this process")
     args = parser.parse_args()
     if args.smoke:
         args.pods, args.pushes, args.calls, args.budget, args.spacing = [10, 100], 2, 20, 5.0, 0.0
+        args.sweep_pods, args.steady_pods = 200, 200
+    if args.core_only:
+        print(steady_reads(args.steady_pods, seconds=60.0, reads=200))
+        print(sweep_stall(args.sweep_pods))
+        return
     results = [measure_size(p, args, bool(args.profile) and p == max(args.pods)) for p in args.pods]
 
     print(
@@ -201,10 +314,28 @@ def main() -> None:
         f"x: against the empty call before any push, on the same server. Rounds of calls start {args.spacing:g} s "
         "apart; the empty call is also timed among them."
     )
+    policy = []
+    for result in results:
+        target = POLICY_TARGETS.get(result.pods)
+        if target is None:
+            continue
+        calls, empty = result.calls["policy unified"], result.calls[IDLE]
+        ratio = calls.quantile(0.99) / empty.quantile(0.99)
+        verdict = "MET" if ratio <= target and not calls.errors else "NOT MET"
+        policy.append(
+            f"{result.pods:,} pods {calls.quantile(0.99) * 1e3:,.1f} ms = {ratio:,.1f}x "
+            f"(empty {empty.quantile(0.99) * 1e3:.2f} ms; target <= {target:g}x: {verdict})"
+        )
+    if policy:
+        print(f"SUMMARY policy: p99 at {'; '.join(policy)}")
+    print(steady_reads(args.steady_pods, seconds=60.0 if not args.smoke else 6.0, reads=200 if not args.smoke else 20))
+    print(sweep_stall(args.sweep_pods))
     largest = results[-1]
     empty = largest.calls[IDLE]
     ratios = {
-        name: lat.quantile(0.99) / empty.quantile(0.99) for name, lat in largest.calls.items() if name in TRIGGERS
+        name: lat.quantile(0.99) / empty.quantile(0.99)
+        for name, lat in largest.calls.items()
+        if name in TRIGGERS and not name.startswith("policy")
     }
     met = all(r <= TARGET_RATIO for r in ratios.values()) and not any(lat.errors for lat in largest.calls.values())
     parts = ", ".join(

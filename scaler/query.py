@@ -4,7 +4,8 @@ Each matched fresh series is first reduced by `operationOverTime` over the windo
 newest sample, then the series values are combined by the query's aggregation. Histograms answer to
 `<name>_count` and `<name>_sum`, as in the Prometheus exposition of the same metric.
 
-Triggers read views (scaler.views) that keep each series' reduced value up to date on ingest;
+Triggers read views (scaler.views) that keep each series' reduced value, and their aggregate, up to
+date on ingest;
 `maintained=False` computes the same answer by scanning, for one-off questions such as /debug/query.
 """
 
@@ -169,13 +170,14 @@ def evaluate_query(
         view = store.view(key, reduce_over_time, now)
         view.expire(now, stale_after)
         items: Mapping[Series, float | None] = view.values
-        numbers = list(view.finite.values())
+        count, aggregate = len(view.finite), view.aggregate
         stale, newest = len(view.stale), view.newest()
     else:
         matched = [s for s in store.select(name, query.selector) if (s.kind is Kind.HISTOGRAM) == histogram]
         fresh = [s for s in matched if s.is_fresh(now, stale_after)]
         items = {s: reduce_over_time(s, column, operation, s.last_time() - window) for s in fresh}
         numbers = [v for v in items.values() if v is not None and math.isfinite(v)]
+        count, aggregate = len(numbers), lambda aggregation: _AGGREGATE[aggregation](numbers)
         stale = len(matched) - len(fresh)
         newest = max((s.last_time() for s in matched if s.has_data()), default=None)
     if not items and not stale:
@@ -184,8 +186,8 @@ def evaluate_query(
     if not items:
         age_text = f"{newest_age:.1f}s ago" if newest_age is not None else "before it ended"
         raise StaleData(f"stale data for {query}: {stale} series matched, none fresh; last sample {age_text}")
-    if not numbers:
+    if not count:
         raise InsufficientData(
             f"not enough samples for {operation} of {query}: {len(items)} fresh series, none with a value yet"
         )
-    return QueryResult(_AGGREGATE[query.aggregation](numbers), items, stale, newest_age, now)
+    return QueryResult(aggregate(query.aggregation), items, stale, newest_age, now)

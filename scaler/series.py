@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from scaler.otlp import Kind, Labels, Sample
 
 if TYPE_CHECKING:
-    from scaler.views import View
+    from scaler.views import Watcher
 
 _COMPACT_AT = 256  # dropped rows to accumulate before the buffer is compacted
 
@@ -42,7 +42,7 @@ class Series:
     pending: list[float] | None = None  # a lower value with no new start time: a reset or a late point
     ended: bool = False  # the producer sent a no-recorded-value marker after the last sample
     resets: int = 0
-    views: list[View] = field(default_factory=list, repr=False)  # query views that hold this series
+    views: list[Watcher] = field(default_factory=list, repr=False)  # query and pool views that hold this series
 
     @classmethod
     def for_sample(cls, sample: Sample, pod: str, label_map: dict[str, str] | None = None) -> Series:
@@ -172,18 +172,20 @@ class Series:
 
     def increase(self, column: int, since: float) -> tuple[float, float] | None:
         """(increase, seconds) between the first and last rows at or after `since`, or None if < 2 rows."""
-        first = self.first_index(since)
-        last = len(self.times) - 1
-        if last <= first:
-            return None
-        return self.value_at(last, column) - self.value_at(first, column), self.times[last] - self.times[first]
+        return self.increase_from(self.first_index(since), column)
 
     def delta_since(self, since: float) -> tuple[list[float], float] | None:
         """(per-column increase, seconds) from the newest row at or before `since` (else the first row
         after it) to the last row: the exact change over a window whose start falls between samples."""
+        return self.delta_from(self.base_index(since))
+
+    def base_index(self, since: float) -> int:
+        """The row `delta_since` measures from: the newest at or before `since`, else the first."""
         base = self.row_at_or_before(since)
-        if base is None:
-            base = self.first_index(since)
+        return self.first_index(since) if base is None else base
+
+    def delta_from(self, base: int) -> tuple[list[float], float] | None:
+        """(per-column increase, seconds) from row `base` to the last row, or None if it is the last."""
         last = len(self.times) - 1
         if last <= base:
             return None
@@ -193,13 +195,26 @@ class Series:
 
     def mean_and_peak(self, since: float) -> tuple[float, float]:
         """Mean and max of the first column over rows at or after `since` (the last row if none)."""
-        start = self.first_index(since)
+        return self.mean_and_peak_from(self.first_index(since))
+
+    def mean_and_peak_from(self, start: int) -> tuple[float, float]:
+        """Mean and max of the first column over rows from `start` on (the last row if none)."""
         # an array slice: summed and compared at C speed
-        values = self.rows[start:] if self.width == 1 else array("d", self.column(0, since))
+        if self.width == 1:
+            values = self.rows[start:]
+        else:
+            values = array("d", (self.rows[i * self.width] for i in range(start, len(self.times))))
         if not values:
             last = self.last()
             return last, last
         return math.fsum(values) / len(values), max(values)
+
+    def increase_from(self, first: int, column: int = 0) -> tuple[float, float] | None:
+        """(increase, seconds) between row `first` and the last row, or None if fewer than 2 rows."""
+        last = len(self.times) - 1
+        if last <= first:
+            return None
+        return self.value_at(last, column) - self.value_at(first, column), self.times[last] - self.times[first]
 
     def row_at_or_before(self, t: float) -> int | None:
         """Index of the newest row at or before `t`, or None."""

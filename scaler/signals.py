@@ -5,19 +5,26 @@ KV-cache usage, which takes the fullest engine. Gauges give the window's mean an
 its growth per second); counters a per-second rate; latency histograms their bucket increases,
 merged over the pool for quantiles.
 Which vLLM metrics these are, and how they changed between versions: docs/vllm-metrics.md.
+
+`read_pools` answers from a pool view that ingest keeps (scaler.pool_view); `read_pools_scan` reads
+every series instead, with the same per-series readers, when no view can answer (a clock that went
+back, arithmetic that overflowed).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from scaler.expression import Selector
 from scaler.histograms import merge, quantile
 from scaler.otlp import Kind
 from scaler.series import Series
-from scaler.store import Store
+
+if TYPE_CHECKING:
+    from scaler.store import Store
 
 RUNNING = "vllm:num_requests_running"
 WAITING = "vllm:num_requests_waiting"
@@ -106,21 +113,42 @@ class PoolWindow:
     itl: Latency = field(default_factory=Latency)
     matched_series: int = 0  # fresh or stale: tells "never seen" from "gone quiet"
     newest_age: float | None = None
+    # Set by a pool view on a window it built: totals kept on ingest, lists built once per window.
+    # None (a window built by hand): everything is computed from `pods` on each call.
+    memo: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def serving(self) -> list[PodSignals]:
         """The pods whose engines are awake: the only ones whose load and capacity mean anything."""
+        return list(self._memoized("serving", self._serving))
+
+    def _serving(self) -> list[PodSignals]:
         return [p for p in self.pods.values() if not p.asleep]
 
     @property
     def asleep(self) -> list[PodSignals]:
-        return [p for p in self.pods.values() if p.asleep]
+        return list(self._memoized("asleep", lambda: [p for p in self.pods.values() if p.asleep]))
 
     def total(self, name: str) -> float:
+        totals = self.memo.get("totals") if self.memo is not None else None
+        if totals is not None and (kept := totals.get(name)) is not None:
+            return float(kept)
         return math.fsum(v for p in self.serving if (v := getattr(p, name)) is not None)
 
     def reporting(self, name: str) -> list[PodSignals]:
-        return [p for p in self.serving if getattr(p, name) is not None]
+        def build() -> list[PodSignals]:
+            return [p for p in self._memoized("serving", self._serving) if getattr(p, name) is not None]
+
+        return list(self._memoized(f"reporting {name}", build))
+
+    def _memoized(self, key: str, build: Callable[[], list[PodSignals]]) -> list[PodSignals]:
+        memo = self.memo
+        if memo is None:
+            return build()
+        found: list[PodSignals] | None = memo.get(key)
+        if found is None:
+            found = memo[key] = build()
+        return found
 
 
 def read_pool(
@@ -143,6 +171,23 @@ def read_pools(
     stale_after: float,
     metrics: Iterable[str] = POOL_METRICS,
 ) -> list[PoolWindow]:
+    """The same pool read over several windows: from the pool view ingest keeps, else by a scan."""
+    names = tuple(metrics)
+    if len(set(names)) == len(names):  # a name listed twice is read twice: only a scan does that
+        pools = store.pool_view(selector, names, tuple(windows), stale_after, now).read(store, now)
+        if pools is not None:
+            return pools
+    return read_pools_scan(store, selector, now, windows, stale_after, names)
+
+
+def read_pools_scan(
+    store: Store,
+    selector: Selector,
+    now: float,
+    windows: Sequence[float],
+    stale_after: float,
+    metrics: Iterable[str] = POOL_METRICS,
+) -> list[PoolWindow]:
     """The same pool read over several windows in one pass over its series.
 
     The waiting split is read before the total it splits, so a pod that reports
@@ -153,7 +198,7 @@ def read_pools(
     matched = 0
     newest: float | None = None
     sleeping: dict[str, dict[str, bool]] = {}  # pod -> engine -> asleep
-    for name in sorted(metrics, key=_read_order):
+    for name in sorted(metrics, key=read_order):
         for series in store.select(name, selector):
             matched += 1
             if not series.has_data():
@@ -163,7 +208,7 @@ def read_pools(
             if series.ended or now - last > stale_after:
                 continue
             if name == SLEEP_STATE:
-                _read_sleep(sleeping.setdefault(series.pod, {}), series)
+                read_sleep(sleeping.setdefault(series.pod, {}), series)
                 continue
             for pool in pools:
                 pod = pool.pods.get(series.pod)
@@ -173,21 +218,24 @@ def read_pools(
                     pod = pool.pods[series.pod] = PodSignals(series.pod)
                 if name not in ANNOTATIONS:
                     pod.age = min(pod.age, now - last)
-                _read_series(pool, pod, name, series, now - pool.window)
+                read_series(pod, name, series, now - pool.window, _merge_into(pool))
     for pool in pools:
         pool.matched_series = matched
         pool.newest_age = None if newest is None else now - newest
         for pod in pool.pods.values():
-            engines = sleeping.get(pod.pod, {})
-            pod.asleep = bool(engines) and all(engines.values())
+            pod.asleep = is_asleep(sleeping.get(pod.pod, {}))
     return pools
 
 
-def _read_order(name: str) -> int:
+def read_order(name: str) -> int:
     return 0 if name == WAITING_BY_REASON else 2 if name in ANNOTATIONS else 1
 
 
-def _read_sleep(engines: dict[str, bool], series: Series) -> None:
+def is_asleep(engines: dict[str, bool]) -> bool:
+    return bool(engines) and all(engines.values())
+
+
+def read_sleep(engines: dict[str, bool], series: Series) -> None:
     """An engine sleeps when its `awake` series is 0 now, or a sleep level's is 1 (vLLM sets all three)."""
     state = series.label_map.get("sleep_state", "")
     value = series.last()
@@ -207,49 +255,95 @@ _RATES = {
     PREEMPTIONS: "preemption_rate",
     ADMISSION_REJECTIONS: "rejection_rate",
 }
+_GAUGES = frozenset({KV, RUNNING, WAITING, WAITING_BY_REASON})
+LATENCIES = (TTFT, ITL)
+LatencySink = Callable[[str, Series, list[float]], None]  # (metric, series, its per-column increases)
 
 
-def _read_series(pool: PoolWindow, pod: PodSignals, name: str, series: Series, since: float) -> None:
-    if series.kind is Kind.HISTOGRAM:
-        span = series.delta_since(since)
-        if span is None:
+class Reading(NamedTuple):
+    """What one series says over one window, and for which window starts that holds."""
+
+    until: float  # the same for every window start below this
+    oldest: float  # receive time of the oldest row read (inf: none)
+    span: tuple[list[float], float] | None = None  # counters, histograms: (per-column increase, seconds)
+    mean: float = 0.0  # gauges
+    peak: float = 0.0
+    growth: tuple[float, float] | None = None  # the queue's (increase, seconds) from first row to last
+
+
+UNREAD = Reading(math.inf, math.inf)
+
+
+def _merge_into(pool: PoolWindow) -> LatencySink:
+    def merge_latency(name: str, series: Series, deltas: list[float]) -> None:
+        (pool.ttft if name == TTFT else pool.itl).add(series, deltas)
+
+    return merge_latency
+
+
+def read_series(pod: PodSignals, name: str, series: Series, since: float, latency: LatencySink) -> None:
+    """Read one fresh series over the window from `since` into `pod` (its latency buckets into `latency`)."""
+    apply_reading(pod, name, series, measure(series, name, since), latency)
+
+
+def measure(series: Series, name: str, since: float) -> Reading:
+    """The part of a read that visits rows: a cache of it stays right while the series gets no sample
+    and the window's start stays below `until`."""
+    times = series.times
+    if series.kind is not Kind.GAUGE:
+        if not (name in _RATES if series.kind is Kind.COUNTER else name in LATENCIES):
+            return UNREAD
+        base = series.base_index(since)  # the same row until the window's start reaches the next one
+        until = times[base + 1] if base + 1 < len(times) else math.inf
+        return Reading(until, times[base], series.delta_from(base))
+    if name not in _GAUGES:
+        return UNREAD
+    start = series.first_index(since)  # rows at or after `since`: the same until it passes the first one
+    mean, peak = series.mean_and_peak_from(start)
+    growth = series.increase_from(start) if name != KV and name != RUNNING else None
+    if start < len(times):
+        return Reading(math.nextafter(times[start], math.inf), times[start], None, mean, peak, growth)
+    return Reading(math.inf, times[-1], None, mean, peak, growth)
+
+
+def apply_reading(pod: PodSignals, name: str, series: Series, reading: Reading, latency: LatencySink) -> None:
+    """Add what one series says over a window to its pod (and its latency buckets to `latency`)."""
+    if reading is UNREAD:
+        return
+    if series.kind is not Kind.GAUGE:
+        if reading.span is None:
             return
-        deltas, seconds = span
-        if name == TTFT:
-            pool.ttft.add(series, deltas)
-            if seconds > 0:
+        deltas, seconds = reading.span
+        if series.kind is Kind.HISTOGRAM:
+            latency(name, series, deltas)
+            if name == TTFT and seconds > 0:
                 pod.requests_rate = (pod.requests_rate or 0.0) + deltas[0] / seconds
-        elif name == ITL:
-            pool.itl.add(series, deltas)
+        elif seconds > 0:
+            attr = _RATES[name]
+            setattr(pod, attr, (getattr(pod, attr) or 0.0) + deltas[0] / seconds)
         return
-    if series.kind is Kind.COUNTER:
-        span = series.delta_since(since)
-        if span is None or span[1] <= 0 or name not in _RATES:
-            return
-        attr = _RATES[name]
-        setattr(pod, attr, (getattr(pod, attr) or 0.0) + span[0][0] / span[1])
-        return
-    mean, peak = series.mean_and_peak(since)
+    mean, peak = reading.mean, reading.peak
     if name == KV:
         pod.kv = max(pod.kv or 0.0, mean)
         pod.kv_peak = max(pod.kv_peak or 0.0, peak)
     elif name == RUNNING:
         pod.running = (pod.running or 0.0) + mean
         pod.running_peak = (pod.running_peak or 0.0) + peak
-    elif name == WAITING and not pod.waiting_by_reason:  # the split, read first, supersedes the total
-        _add_waiting(pod, series, since, mean, peak)
-    elif name == WAITING_BY_REASON:
+    elif name == WAITING:
+        if not pod.waiting_by_reason:  # the split, read first, supersedes the total
+            _add_waiting(pod, reading)
+    else:
         reason = series.label_map.get("reason")
         if reason == "capacity":
             pod.waiting_by_reason = True
-            _add_waiting(pod, series, since, mean, peak)
+            _add_waiting(pod, reading)
         elif reason == "deferred":
             pod.waiting_deferred = (pod.waiting_deferred or 0.0) + mean
 
 
-def _add_waiting(pod: PodSignals, series: Series, since: float, mean: float, peak: float) -> None:
-    pod.waiting = (pod.waiting or 0.0) + mean
-    pod.waiting_peak = (pod.waiting_peak or 0.0) + peak
-    span = series.increase(0, since)  # a gauge's change from the window's first sample to its last
-    if span is not None and span[1] > 0:
-        pod.waiting_growth = (pod.waiting_growth or 0.0) + span[0] / span[1]
+def _add_waiting(pod: PodSignals, reading: Reading) -> None:
+    pod.waiting = (pod.waiting or 0.0) + reading.mean
+    pod.waiting_peak = (pod.waiting_peak or 0.0) + reading.peak
+    growth = reading.growth  # a gauge's change from the window's first sample to its last
+    if growth is not None and growth[1] > 0:
+        pod.waiting_growth = (pod.waiting_growth or 0.0) + growth[0] / growth[1]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import (
@@ -365,3 +367,64 @@ def test_sums_past_the_float_range_are_infinite_not_an_error() -> None:
     assert total([-largest] * 3) == -math.inf
     assert mean([largest] * 3) == largest
     assert total([largest, -largest, largest]) == largest
+
+
+aggregated = st.lists(
+    st.one_of(
+        st.tuples(st.just("push"), st.sampled_from(["p0", "p1", "p2", "p3"]), st.floats(allow_nan=False)),
+        st.tuples(
+            st.just("push"), st.sampled_from(["p0", "p1"]), st.sampled_from([0.1, 0.2, 0.3, -0.0, 1e-310, 1e300])
+        ),
+        st.tuples(st.just("wait"), st.just(""), st.floats(0.5, 8.0)),
+        st.tuples(st.just("ask"), st.just(""), st.just(0.0)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(aggregated, st.sampled_from(["sum", "avg", "min", "max", "count"]))
+def test_a_view_keeps_the_aggregate_a_list_of_its_values_gives(script: list[tuple[str, str, float]], how: str) -> None:
+    """The view's running sum is exact (math.fsum's answer, ±inf past the float range), min and max the
+    same values, as values come and go; infinities pushed are left out of both."""
+    store = Store(retention=20.0, max_series=100)
+    query = parse_query(f"{how}(load)")
+    now = 0.0
+
+    def both() -> tuple[object, object]:
+        answers: list[object] = []
+        for maintained in (True, False):
+            try:
+                result = evaluate_query(store, query, "avg", 10.0, now, STALE_AFTER, maintained)
+            except StaleData as exc:
+                answers.append(type(exc).__name__)
+            else:
+                answers.append(None if result is None else result.value)
+        return answers[0], answers[1]
+
+    for action, pod, number in script:
+        if action == "push":
+            store.append([Sample("load", (("pod", pod),), Kind.GAUGE, number)], now)
+        elif action == "wait":
+            now += number
+        else:
+            kept, scanned = both()
+            assert kept == scanned
+    kept, scanned = both()
+    assert kept == scanned
+
+
+def test_min_and_max_follow_values_that_leave() -> None:
+    store = Store(retention=60.0, max_series=100)
+    for now, pod, value in ((0.0, "a", 1.0), (0.0, "b", 5.0), (1.0, "c", 3.0)):
+        store.append([Sample("load", (("pod", pod),), Kind.GAUGE, value)], now)
+
+    def ask(how: str, now: float) -> float:
+        result = evaluate_query(store, parse_query(f"{how}(load)"), "last_one", 10.0, now, STALE_AFTER)
+        assert result is not None
+        return result.value
+
+    assert (ask("min", 2.0), ask("max", 2.0), ask("sum", 2.0)) == (1.0, 5.0, 9.0)
+    store.append([Sample("load", (("pod", "a"),), Kind.GAUGE, 7.0)], 3.0)  # a's old 1.0 leaves
+    assert (ask("min", 3.0), ask("max", 3.0), ask("sum", 3.0)) == (3.0, 7.0, 15.0)
+    assert (ask("min", 15.5), ask("max", 15.5), ask("count", 15.5)) == (3.0, 7.0, 2.0)  # b went stale at 15
