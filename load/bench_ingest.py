@@ -5,8 +5,10 @@ pre-serialized `ExportMetricsServiceRequest`s (load/otlp_payloads.py: vLLM pods 
 as fast as the scaler answers, after one priming round has created every series. Accepted datapoints
 are read from the scaler's own `/metrics`, CPU from /proc. In the same run, this process measures
 the ceiling: how fast this machine's protobuf runtime merely parses the same requests, and how far
-each step of the scaler's core (decode, Store.append) falls below it. Rates are datapoints per
-CPU-second, so a noisy shared machine moves both sides of each ratio alike.
+each step of the scaler's core (decode, Store.append) falls below it. It also runs rotel (the Rust
+collector of the `rotel` package) with its OTLP gRPC receiver into its blackhole exporter, on the same
+requests from the same clients: a native receiver's rate, which ours is reported as a ratio of. Rates
+are datapoints per CPU-second, so a noisy shared machine moves both sides of each ratio alike.
 
     python load/bench_ingest.py                       # 10,000 pods (a few minutes)
     python load/bench_ingest.py --smoke               # a few seconds
@@ -22,7 +24,9 @@ import itertools
 import multiprocessing
 import os
 import re
+import socket
 import subprocess
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -32,13 +36,28 @@ from typing import Any
 
 import psutil
 from otlp_payloads import HISTOGRAMS_PER_POD, SERIES_PER_POD, Batches, fleet
-from scaler_process import ScalerProcess
+from scaler_process import ScalerProcess, spawn, terminate
 
 TARGET_DATAPOINTS_PER_SECOND = 400_000
 TARGET_CEILING_RATIO = 0.15
+TARGET_ROTEL_RATIO = {"grpc": 0.3, "grpc-sidecar": 0.15}  # of rotel's rate on the same requests
 EXPORT_METHOD = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
 MAX_MESSAGE = 64 * 1024 * 1024
 CEILING_PODS = 1000  # the in-process breakdown holds this many pods (creating series is the slow part)
+
+# What --gc-tuning runs instead of `-m scaler`: fewer young collections, and what start-up built (modules,
+# descriptors) frozen out of the full ones once the scaler has logged that it listens (2 s is ample here).
+GC_TUNING = """
+import gc, runpy, sys, threading, time
+gc.set_threshold(10_000, 10, 10)
+def freeze():
+    time.sleep(2.0)
+    gc.collect()
+    gc.freeze()
+threading.Thread(target=freeze, daemon=True).start()
+sys.argv[0] = "scaler"
+runpy.run_module("scaler", run_name="__main__", alter_sys=True)
+"""
 
 
 def metric_value(page: str, name: str, **labels: str) -> float:
@@ -137,13 +156,14 @@ class Clients:
         self.running = context.RawValue("i", -1)
         share = -(-pods // processes)
         self.commands = [context.Queue() for _ in range(0, pods, share)]
+        self.answered = context.RawArray("d", 2 * len(self.commands))  # datapoints, requests answered per process
         self.workers = [
             context.Process(
                 target=client_process,
-                args=(first, min(share, pods - first), commands, self.events, self.running),
+                args=(first, min(share, pods - first), commands, self.events, self.running, self.answered, slot),
                 daemon=True,
             )
-            for first, commands in zip(range(0, pods, share), self.commands, strict=True)
+            for slot, (first, commands) in enumerate(zip(range(0, pods, share), self.commands, strict=True))
         ]
         for worker in self.workers:
             worker.start()
@@ -169,6 +189,10 @@ class Clients:
     def cpu_seconds(self) -> float:
         return sum(float(sum(p.cpu_times()[:2])) for p in self.processes)
 
+    def answered_so_far(self) -> tuple[float, float]:
+        """(datapoints, requests) answered OK so far; datapoints refused through partial success left out."""
+        return float(sum(self.answered[0::2])), float(sum(self.answered[1::2]))
+
     def close(self) -> None:
         for commands in self.commands:
             commands.put(None)
@@ -176,19 +200,30 @@ class Clients:
             worker.join(timeout=30)
 
 
-def client_process(first: int, pods: int, commands: Any, events: Any, running: Any) -> None:
+def client_process(first: int, pods: int, commands: Any, events: Any, running: Any, answered: Any, slot: int) -> None:
     """Serialize pods [first, first + pods) once, then push each Job round-robin while it runs."""
     per_pod = Batches(fleet(pods, first=first))
     events.put(("built", os.getpid()))
     while (job := commands.get()) is not None:
         batches = per_pod.requests(job.pods_per_request)
         sizes = [min(job.pods_per_request, pods - i) * SERIES_PER_POD for i in range(0, pods, job.pods_per_request)]
-        tally = asyncio.run(_push(job, batches, sizes, lambda: events.put(("primed", os.getpid())), running))
+
+        def count(datapoints: int) -> None:
+            answered[2 * slot] += datapoints
+            answered[2 * slot + 1] += 1
+
+        primed = lambda: events.put(("primed", os.getpid()))  # noqa: E731
+        tally = asyncio.run(_push(job, batches, sizes, primed, running, count))
         events.put(("done", tally))
 
 
 async def _push(
-    job: Job, batches: Sequence[bytes], sizes: Sequence[int], primed: Callable[[], None], running: Any
+    job: Job,
+    batches: Sequence[bytes],
+    sizes: Sequence[int],
+    primed: Callable[[], None],
+    running: Any,
+    count: Callable[[int], None],
 ) -> Tally:
     import aiohttp
     import grpc
@@ -223,8 +258,11 @@ async def _push(
                 continue
             tally.requests += 1
             tally.datapoints += sizes[index]
-            if reply:
-                tally.rejected += ExportMetricsServiceResponse.FromString(reply).partial_success.rejected_data_points
+            rejected = (
+                ExportMetricsServiceResponse.FromString(reply).partial_success.rejected_data_points if reply else 0
+            )
+            tally.rejected += rejected
+            count(sizes[index] - rejected)
             if tally.requests == len(batches) + job.in_flight:  # every batch has been answered once
                 primed()
 
@@ -236,6 +274,67 @@ async def _push(
     return tally
 
 
+# -- rotel: a native OTLP receiver on the same requests ---------------------------------------------------
+
+
+def rotel_binary() -> tuple[Path | None, str]:
+    """The rotel agent the `rotel` package ships (rotel/agent.py: `Agent.agent_path`), or None and why not."""
+    try:
+        from rotel.agent import Agent
+    except ImportError as exc:
+        return None, f"the rotel package is not installed ({exc}); pip install rotel"
+    path = Path(Agent.agent_path)
+    if not os.access(path, os.X_OK):
+        return None, f"the rotel package has no runnable agent at {path}"
+    return path, ""
+
+
+def free_port() -> int:
+    """A port free now (rotel cannot listen on port 0: it panics reporting the bound address)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class RotelProcess:
+    """`rotel-agent start` in the foreground with its OTLP receiver (metrics only) into the blackhole exporter."""
+
+    def __init__(self, binary: Path, workdir: Path) -> None:
+        self.grpc_port, http_port = free_port(), free_port()
+        command = [str(binary), "start", "--exporter", "blackhole", "--otlp-grpc-max-recv-msg-size-mib", "64"]
+        command += ["--otlp-grpc-endpoint", f"127.0.0.1:{self.grpc_port}", "--otlp-http-endpoint"]
+        command += [f"127.0.0.1:{http_port}", "--otlp-receiver-traces-disabled", "--otlp-receiver-logs-disabled"]
+        command += ["--pid-file", str(workdir / "rotel.pid"), "--log-file", str(workdir / "rotel.log")]
+        self.log = workdir / "rotel.out"
+        self.proc = spawn(command, self.log)
+        deadline = time.monotonic() + 30
+        while not _listening(self.grpc_port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"rotel did not start: {self.log.read_text(errors='replace')[-1000:]}")
+            time.sleep(0.05)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def address(self, port: str) -> str:
+        assert port == "otlp-grpc", "only rotel's gRPC receiver is measured"
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def cpu_seconds(self) -> float:
+        return float(sum(psutil.Process(self.pid).cpu_times()[:2]))
+
+    def stop(self) -> None:
+        terminate(self.proc)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 # -- one measured scenario -------------------------------------------------------------------------------------
 
 
@@ -244,6 +343,7 @@ class Scenario:
     name: str
     transport: str
     pods_per_request: int
+    receiver: str = "scaler"  # or "rotel"
 
 
 @dataclass
@@ -259,18 +359,18 @@ class Measured:
 
 
 def run_scenario(
-    scaler: ScalerProcess, clients: Clients, number: int, scenario: Scenario, args: argparse.Namespace
+    server: ScalerProcess | RotelProcess, clients: Clients, number: int, scenario: Scenario, args: argparse.Namespace
 ) -> Measured:
     port = "otlp-grpc" if scenario.transport == "grpc" else "otlp-http"
-    job = Job(number, scenario.transport, scaler.address(port), scenario.pods_per_request, args.in_flight)
+    job = Job(number, scenario.transport, server.address(port), scenario.pods_per_request, args.in_flight)
     clients.start(job)
     try:
-        before = _snapshot(scaler, scenario.transport, clients)
+        before = _snapshot(server, scenario.transport, clients)
         profiler = None
-        if args.profile:
-            profiler = Profiler(scaler.pid, args.seconds, args.profile / f"ingest-{scenario.name}.txt")
+        if args.profile and isinstance(server, ScalerProcess):
+            profiler = Profiler(server.pid, args.seconds, args.profile / f"ingest-{scenario.name}.txt")
         time.sleep(args.seconds)
-        after = _snapshot(scaler, scenario.transport, clients)
+        after = _snapshot(server, scenario.transport, clients)
         profile = profiler.finish() if profiler else ""
     finally:
         tally = clients.stop()
@@ -289,15 +389,19 @@ def run_scenario(
     )
 
 
-def _snapshot(scaler: ScalerProcess, transport: str, clients: Clients) -> dict[str, float]:
-    page = scaler.self_metrics()
-    accepted = metric_value(page, "keda_llm_scaler_datapoints_accepted_total", transport=transport)
-    method = "otlp.Export" if transport == "grpc" else "otlp.http"
-    requests = metric_value(page, "keda_llm_scaler_rpc_duration_seconds_count", method=method)
+def _snapshot(server: ScalerProcess | RotelProcess, transport: str, clients: Clients) -> dict[str, float]:
+    """The scaler counts what it stored on its own `/metrics`; rotel's count is what the clients had answered."""
+    if isinstance(server, ScalerProcess):
+        page = server.self_metrics()
+        accepted = metric_value(page, "keda_llm_scaler_datapoints_accepted_total", transport=transport)
+        method = "otlp.Export" if transport == "grpc" else "otlp.http"
+        requests = metric_value(page, "keda_llm_scaler_rpc_duration_seconds_count", method=method)
+    else:
+        accepted, requests = clients.answered_so_far()
     return {
         "time": time.perf_counter(),
         "accepted": accepted,
-        "cpu": scaler.cpu_seconds(),
+        "cpu": server.cpu_seconds(),
         "requests": requests,
         "clients": clients.cpu_seconds(),
     }
@@ -401,8 +505,14 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=2, help="client processes")
     parser.add_argument("--in-flight", type=int, default=4, help="requests in flight per client process")
     parser.add_argument("--no-sidecar", action="store_true", help="skip the one-pod-per-request gRPC scenario")
+    parser.add_argument("--no-rotel", action="store_true", help="skip rotel's rows")
     parser.add_argument("--profile", type=Path, help="py-spy the scaler during each scenario, into this folder")
     parser.add_argument("--smoke", action="store_true", help="a tiny fleet for a few seconds")
+    parser.add_argument(
+        "--gc-tuning",
+        action="store_true",
+        help="start the scaler with gc.set_threshold(10000, 10, 10) and gc.freeze() after start-up (a proposal)",
+    )
     args = parser.parse_args()
     if args.smoke:
         args.pods, args.pods_per_request, args.seconds, args.clients = 100, 25, 1.0, 1
@@ -412,14 +522,30 @@ def main() -> None:
     ]
     if not args.no_sidecar and not args.smoke:
         scenarios.append(Scenario("grpc-sidecar", "grpc", 1))
+    rotel, why_not = rotel_binary() if not args.no_rotel else (None, "--no-rotel")
+    if rotel is not None:
+        scenarios += [
+            Scenario(f"rotel-{s.name}", "grpc", s.pods_per_request, "rotel") for s in scenarios if s.transport == "grpc"
+        ]
 
     ceiling_pods = min(args.pods, CEILING_PODS)
     rates = ceiling(ceiling_pods, args.pods_per_request, 0.2 if args.smoke else 5.0)
     flags = ["--max-series", str(args.pods * SERIES_PER_POD * 2), "--warmup", "0s"]
     clients = Clients(args.pods, args.clients)
     try:
-        with ScalerProcess(*flags) as scaler:
-            measured = [run_scenario(scaler, clients, n, s, args) for n, s in enumerate(scenarios)]
+        scaler = ScalerProcess(*flags)
+        if args.gc_tuning:
+            scaler.command[1:3] = ["-c", GC_TUNING]
+        with scaler, tempfile.TemporaryDirectory(prefix="rotel-") as workdir:
+            native = RotelProcess(rotel, Path(workdir)) if rotel is not None else None
+            try:
+                servers = {"scaler": scaler, "rotel": native}
+                measured = [
+                    run_scenario(servers[s.receiver] or scaler, clients, n, s, args) for n, s in enumerate(scenarios)
+                ]
+            finally:
+                if native is not None:
+                    native.stop()
     finally:
         clients.close()
 
@@ -430,7 +556,7 @@ def main() -> None:
         f"requests in flight; {args.seconds:g} s measured per scenario; {os.cpu_count()} CPUs"
     )
     header = (
-        f"{'path':<44} {'dp/s wall':>10} {'scaler CPU':>10} {'client CPU':>10} {'req/s':>7} "
+        f"{'path':<44} {'dp/s wall':>10} {'server CPU':>10} {'client CPU':>10} {'req/s':>7} "
         f"{'dp/CPU-s':>10} {'x ceiling':>9}"
     )
     print(header)
@@ -445,6 +571,8 @@ def main() -> None:
         print(f"{label:<44} {'-':>10} {'1 core':>10} {'-':>10} {'-':>7} {rates[key]:>10,.0f} {rates[key] / top:>8.3f}x")
     for m in measured:
         label = f"{m.scenario.transport} full path, {m.scenario.pods_per_request} pods/request"
+        if m.scenario.receiver == "rotel":
+            label = f"rotel: grpc into blackhole, {m.scenario.pods_per_request} pods/request"
         print(
             f"{label:<44} {m.wall_rate:>10,.0f} {m.scaler_cores:>8.2f} c {m.client_cores:>8.2f} c "
             f"{m.requests_per_second:>7,.0f} {m.cpu_rate:>10,.0f} {m.cpu_rate / top:>8.3f}x"
@@ -454,12 +582,15 @@ def main() -> None:
         if m.profile:
             print(m.profile)
     print(
-        f"dp/CPU-s: accepted datapoints per CPU-second of the scaler (all its threads), i.e. the rate on one "
+        f"dp/CPU-s: accepted datapoints per CPU-second of the server (all its threads), i.e. the rate on one "
         f"core; the breakdown rows ran in-process on {ceiling_pods:,} pods."
     )
+    print(against_rotel(measured, why_not))
     summary = []
     met = True
     for m in measured:
+        if m.scenario.receiver != "scaler":
+            continue
         ratio = m.cpu_rate / top
         if m.scenario.name == "grpc":
             met = m.cpu_rate >= TARGET_DATAPOINTS_PER_SECOND and ratio >= TARGET_CEILING_RATIO
@@ -468,6 +599,25 @@ def main() -> None:
         f"SUMMARY ingest: {'; '.join(summary)} (ceiling {top:,.0f} dp/s); target grpc >= "
         f"{TARGET_DATAPOINTS_PER_SECOND:,} dp/s per core and >= {TARGET_CEILING_RATIO}x: {'MET' if met else 'NOT MET'}"
     )
+
+
+def against_rotel(measured: Sequence[Measured], why_not: str) -> str:
+    """Our rate as a ratio of rotel's on the same requests, batched and one pod per request, with its verdict."""
+    if why_not:
+        return f"ROTEL ingest: skipped, {why_not}"
+    native = {m.scenario.name.removeprefix("rotel-"): m for m in measured if m.scenario.receiver == "rotel"}
+    parts, met = [], True
+    for m in measured:
+        base = native.get(m.scenario.name) if m.scenario.receiver == "scaler" else None
+        if base is None or base.cpu_rate <= 0:
+            continue
+        ratio, target = m.cpu_rate / base.cpu_rate, TARGET_ROTEL_RATIO[m.scenario.name]
+        met = met and ratio >= target
+        parts.append(
+            f"{m.scenario.name} ({m.scenario.pods_per_request} pods/request) {m.cpu_rate:,.0f} vs rotel "
+            f"{base.cpu_rate:,.0f} dp/s per core = {ratio:.3f}x (target >= {target}x)"
+        )
+    return f"ROTEL ingest: {'; '.join(parts)}: {'MET' if met else 'NOT MET'}"
 
 
 if __name__ == "__main__":

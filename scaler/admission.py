@@ -1,7 +1,8 @@
 """What a push may store: request-size counts, label limits and namespace-bound tokens. Pure.
 
 Points over a limit are refused one by one and reported through OTLP partial success; nothing
-already stored is touched.
+already stored is touched. The label limits are asked by the decoder once per new label set
+(scaler.otlp.LabelJudge); the namespace of a bound token is judged per request, by `screen`.
 """
 
 from __future__ import annotations
@@ -14,34 +15,20 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 from scaler.names import NAMESPACE_KEYS
-from scaler.otlp import Decoded, Labels, Sample, attributes_of, count_points
+from scaler.otlp import Decoded, Labels, Sample, attributes_of, count_datapoints, count_points
+
+__all__ = ["Limits", "confine", "count_datapoints", "screen"]
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
+    """Label limits; also the decoder's LabelJudge."""
+
     max_labels: int = 64
     max_label_length: int = 2048
 
-
-def count_datapoints(request: ExportMetricsServiceRequest) -> int:
-    """Datapoints in a request, counted without decoding them; each histogram bucket and summary
-    quantile counts as one more, since each is stored (or parsed) like a point of its own."""
-    total = 0
-    for resource_metrics in request.resource_metrics:
-        for scope_metrics in resource_metrics.scope_metrics:
-            for metric in scope_metrics.metrics:
-                which = metric.WhichOneof("data")
-                if which is None:
-                    continue
-                points = getattr(metric, which).data_points
-                total += len(points)
-                if which == "histogram":
-                    total += sum(len(p.bucket_counts) for p in points)
-                elif which == "exponential_histogram":
-                    total += sum(len(p.positive.bucket_counts) + len(p.negative.bucket_counts) for p in points)
-                elif which == "summary":
-                    total += sum(len(p.quantile_values) for p in points)
-    return total
+    def refuse_labels(self, labels: Labels) -> str:
+        return _refusal(labels, self, None)
 
 
 def confine(request: ExportMetricsServiceRequest, namespace: str | None) -> Counter[str]:
@@ -82,7 +69,7 @@ def screen(decoded: Decoded, limits: Limits, namespace: str | None = None) -> De
             refused[reason] += 1
         else:
             kept.append(sample)
-    return Decoded(kept, refused)
+    return Decoded(kept, refused, decoded.datapoints, sum(1 for s in kept if s.no_value))
 
 
 def _refusal(labels: Labels, limits: Limits, namespace: str | None) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import unquote
 
 MAX_SENDERS = 100_000  # buckets kept at most; the fullest (idlest) are dropped first
@@ -52,6 +53,7 @@ class PushRateLimiter:
             del self._buckets[key]
 
 
+@lru_cache(maxsize=4096)  # asked at every push without tokens; ipaddress is slow to parse
 def sender_address(peer: str) -> str:
     """The client's IP address, without the port that changes with every connection.
 

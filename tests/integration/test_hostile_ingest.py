@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import ctypes
 import gc
+import gzip
 import math
 import statistics
 import time
@@ -507,3 +508,52 @@ async def test_metrics_show_the_process_and_python_collectors() -> None:
         assert "process_resident_memory_bytes" in text
         assert "python_gc_objects_collected_total" in text
         assert "python_info" in text
+
+
+# -- the ingest lane -------------------------------------------------------------------------------------------
+
+
+async def test_a_compressed_body_that_stalls_mid_way_holds_no_one_up() -> None:
+    """Inflating takes the ingest lane a chunk at a time and leaves it before reading on: a sender that stops
+    half way through its gzip body must not hold up the pushes of others."""
+    body = gzip.compress(otlp_request("stalled", 1.0).SerializeToString() * 2000)
+    async with running(FAST) as harness:
+        port = int(harness.otlp_http.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        head = (
+            f"POST /v1/metrics HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+            f"Content-Encoding: gzip\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        writer.write(head.encode() + body[: len(body) // 2])
+        await writer.drain()
+        await asyncio.sleep(0.2)  # the first half is read and inflated; the rest never comes
+        export = raw_export(harness.channel_otlp)
+        started = time.perf_counter()
+        reply = await export(otlp_request("prompt", 2.0).SerializeToString(), timeout=5.0)
+        answered = time.perf_counter() - started
+        assert reply.partial_success.rejected_data_points == 0
+        assert not reader.at_eof()  # the stalled request is still open, its half-body read
+        print(f"\n[stalled gzip body] another push answered in {answered * 1000:.0f} ms")
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+async def test_requests_over_the_datapoint_limit_are_refused_whole_whether_one_piece_or_many() -> None:
+    """A request is decoded and counted in one pass when it is one piece (up to PIECE_BYTES), counted piece by
+    piece first when larger: either way, over the limit nothing of it is stored."""
+    from scaler.otlp_pieces import PIECE_BYTES
+
+    small = many_points(101)
+    large = many_points(40_000)
+    assert len(small) < PIECE_BYTES < len(large)
+    async with running(replace(FAST, max_datapoints_per_request=100, max_push_rate=0.0)) as harness:
+        export = raw_export(harness.channel_otlp)
+        for body in (small, large):
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await export(body)
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "--max-datapoints-per-request is 100" in (refused.value.details() or "")
+        assert harness.scaler.store.stats(0, 1e9).series == 0
+        assert (await export(many_points(100))).partial_success.rejected_data_points == 0
+        assert harness.scaler.store.stats(0, 1e9).series == 100

@@ -272,7 +272,7 @@ def test_arbitrary_json_splits_into_pieces_or_fails_with_a_decode_error(document
 def test_pieces_stay_small_for_one_huge_metric() -> None:
     points = [NumberDataPoint(as_double=float(i), attributes=attrs(engine=str(i))) for i in range(20_000)]
     body = request(gauge(*points)).SerializeToString()
-    steps = list(protobuf_pieces(body))
+    steps = list(protobuf_pieces(body, 16 * 1024))
     pieces = [p for p in steps if p is not None]
     assert len(pieces) > 10 and max(map(len, pieces)) < 20 * 1024
     assert len(_decode_pieces(steps)) == 20_000
@@ -328,6 +328,20 @@ def test_the_inflight_budget_refuses_at_once_and_gives_back() -> None:
             second.grow(30)
         assert getattr(info.value, "retry_after", 0) > 0
         assert budget.held == 60
+    assert budget.held == 0
+
+
+def test_small_requests_have_a_reserve_that_large_ones_cannot_take() -> None:
+    budget = InflightBytes(800)  # a reserve of 100 beyond the limit, for small requests only
+    with budget.hold() as bomb:
+        bomb.grow(800)
+        with pytest.raises(Exception, match="max-inflight-bytes"), budget.hold() as large:
+            large.grow(1)
+        with budget.hold(small=True) as small:
+            small.grow(60)
+            with pytest.raises(Exception, match="max-inflight-bytes"), budget.hold(small=True) as another:
+                another.grow(41)  # the reserve is bounded too
+        assert budget.held == 800
     assert budget.held == 0
 
 

@@ -30,8 +30,22 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
 )
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
+from scaler.admission import Limits
 from scaler.errors import DecodeError
-from scaler.otlp import Decoded, Kind, Sample, decode_export_request, read_json, read_protobuf
+from scaler.otlp import (
+    STEP_POINTS,
+    Decoded,
+    Kind,
+    LabelCache,
+    Labels,
+    PointLimits,
+    Sample,
+    count_datapoints,
+    decode_export_request,
+    decode_steps,
+    read_json,
+    read_protobuf,
+)
 
 CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
@@ -853,6 +867,109 @@ def test_decoding_any_parsed_request_never_raises(req: ExportMetricsServiceReque
     _check_decoded(decoded)
     assert len(decoded.samples) + decoded.refused_total == expected
     assert set(decoded.refused) <= {"non_finite", "malformed_histogram", "negative_delta"}
+
+
+def _outcome(decoded: Decoded) -> tuple[object, ...]:
+    """What a decode gave, comparable with NaN equal to itself."""
+
+    def same(value: object) -> object:
+        return "nan" if isinstance(value, float) and math.isnan(value) else value
+
+    samples = [
+        (s.name, s.labels, s.kind, same(s.value), s.start, s.delta, s.no_value)
+        + (
+            (same(s.histogram.count), same(s.histogram.sum), s.histogram.bounds, s.histogram.buckets)
+            if s.histogram
+            else ()
+        )
+        for s in decoded.samples
+    ]
+    return samples, dict(decoded.refused), decoded.datapoints, decoded.ended
+
+
+class _FewLabels:
+    """A judge that refuses label sets of more than two labels, and counts what it is asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[Labels] = []
+
+    def refuse_labels(self, labels: Labels) -> str:
+        self.asked.append(labels)
+        return "too_many_labels" if len(labels) > 2 else ""
+
+
+@STRUCTURED
+@given(_request, _request)
+def test_a_cache_warmed_by_other_requests_changes_no_decode(
+    earlier: ExportMetricsServiceRequest, req: ExportMetricsServiceRequest
+) -> None:
+    """The label cache keys a point by what is left of it once its values are cleared: whatever it holds
+    (from this request or any other, judged or not), decoding gives what decoding without it gives."""
+    body = req.SerializeToString()
+    limits = PointLimits(max_buckets=2, max_attributes=2, judge=_FewLabels(), max_name_length=4)
+    cold = decode_export_request(read_protobuf(body), limits=limits)
+    cache = LabelCache()
+    for warm in (earlier.SerializeToString(), body, body):
+        decode_export_request(read_protobuf(warm), cache, limits)
+    assert _outcome(decode_export_request(read_protobuf(body), cache, limits)) == _outcome(cold)
+
+
+@STRUCTURED
+@given(_request)
+def test_decoding_counts_datapoints_as_the_request_limit_does(req: ExportMetricsServiceRequest) -> None:
+    body = req.SerializeToString()
+    for limits in (PointLimits(), PointLimits(max_buckets=1, max_attributes=1, judge=Limits(max_labels=1))):
+        assert decode_export_request(read_protobuf(body), limits=limits).datapoints == count_datapoints(
+            read_protobuf(body)
+        )
+
+
+@STRUCTURED
+@given(_request)
+def test_a_refused_name_refuses_exactly_what_its_metric_would_give(req: ExportMetricsServiceRequest) -> None:
+    """Refused metrics go through the per-kind decoders, kept gauges and sums through the inlined loop: the
+    two must agree on every point."""
+    body = req.SerializeToString()
+    kept = decode_export_request(read_protobuf(body))
+    refused = decode_export_request(read_protobuf(body), limits=PointLimits(max_name_length=-1))
+    assert not refused.samples and refused.datapoints == kept.datapoints
+    assert refused.refused.pop("label_too_long", 0) == len(kept.samples)
+    assert refused.refused == kept.refused
+
+
+def test_a_label_set_is_judged_once_then_found_in_the_cache() -> None:
+    judge = _FewLabels()
+    limits = PointLimits(judge=judge)
+    cache = LabelCache()
+    small = [NumberDataPoint(as_double=float(i), attributes=attrs(pod="p", engine=str(i))) for i in range(3)]
+    wide = NumberDataPoint(as_double=1.0, attributes=attrs(pod="p", engine="9", model="m"))
+    for tick in range(3):
+        points = [NumberDataPoint(as_double=float(tick), time_unix_nano=tick, attributes=p.attributes) for p in small]
+        wide.time_unix_nano = tick
+        decoded = decode_export_request(
+            request(Metric(name="g", gauge=Gauge(data_points=[*points, wide]))), cache, limits
+        )
+        assert [s.labels for s in decoded.samples] == [(("engine", str(i)), ("pod", "p")) for i in range(3)]
+        assert decoded.refused == {"too_many_labels": 1}
+    assert len(judge.asked) == 3 + 3  # three stored sets once; the refused one, never cached, at every request
+
+
+def test_a_metric_name_over_the_length_limit_refuses_each_of_its_points() -> None:
+    points = [NumberDataPoint(as_double=1.0, attributes=attrs(engine=str(i))) for i in range(3)]
+    decoded = decode_export_request(
+        request(Metric(name="x" * 9, gauge=Gauge(data_points=points))), limits=PointLimits(max_name_length=8)
+    )
+    assert not decoded.samples and decoded.refused == {"label_too_long": 3} and decoded.datapoints == 3
+
+
+def test_a_metric_larger_than_a_step_decodes_in_steps_to_the_same_samples() -> None:
+    points = [NumberDataPoint(as_int=i, attributes=attrs(engine=str(i))) for i in range(3 * STEP_POINTS + 1)]
+    body = request(Metric(name="g", gauge=Gauge(data_points=points))).SerializeToString()
+    out = Decoded()
+    steps = list(decode_steps(read_protobuf(body), LabelCache().reader(), PointLimits(), out))
+    assert len(steps) >= 4
+    assert [s.value for s in out.samples] == [float(i) for i in range(3 * STEP_POINTS + 1)]
+    assert _outcome(out) == _outcome(decode_export_request(read_protobuf(body)))
 
 
 @pytest.mark.parametrize("body", [b"[]", b'"x"', b"1", b"null", b"  [ {} ]"])
