@@ -43,7 +43,6 @@ from urllib.parse import urlencode
 
 import grpc
 import psutil
-from bench_ingest import GC_TUNING
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
@@ -997,8 +996,6 @@ def run_row(number: int, attack: Attack, args: argparse.Namespace, good: GoodCli
     try:
         log = workdir / f"row-{number:02d}.log"
         child = ScalerProcess(*COMMON_FLAGS, *flags, log=log, preexec_fn=_nofile(nofile), start_timeout=30)
-        if args.gc_tuning:
-            child.command[1:3] = ["-c", GC_TUNING]
         child.start()
     except RuntimeError as exc:
         row.status = f"scaler did not start: {str(exc)[:200]}"
@@ -1134,11 +1131,6 @@ def main() -> int:
     parser.add_argument("--only", type=lambda s: [int(n) for n in s.split(",")], help="row numbers to run (0 always)")
     parser.add_argument("--smoke", action="store_true", help="every attack for about 1 s, fewer repetitions")
     parser.add_argument("--json", type=Path, help="write the rows to this file")
-    parser.add_argument(
-        "--gc-tuning",
-        action="store_true",
-        help="start the scaler with gc.set_threshold(10000, 10, 10) and gc.freeze() after start-up (a proposal)",
-    )
     args = parser.parse_args()
     if args.smoke:
         args.seconds, args.settle = 1.0, 0.3

@@ -45,20 +45,6 @@ EXPORT_METHOD = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export
 MAX_MESSAGE = 64 * 1024 * 1024
 CEILING_PODS = 1000  # the in-process breakdown holds this many pods (creating series is the slow part)
 
-# What --gc-tuning runs instead of `-m scaler`: fewer young collections, and what start-up built (modules,
-# descriptors) frozen out of the full ones once the scaler has logged that it listens (2 s is ample here).
-GC_TUNING = """
-import gc, runpy, sys, threading, time
-gc.set_threshold(10_000, 10, 10)
-def freeze():
-    time.sleep(2.0)
-    gc.collect()
-    gc.freeze()
-threading.Thread(target=freeze, daemon=True).start()
-sys.argv[0] = "scaler"
-runpy.run_module("scaler", run_name="__main__", alter_sys=True)
-"""
-
 
 def metric_value(page: str, name: str, **labels: str) -> float:
     """One sample of a Prometheus text page (0 when absent)."""
@@ -508,11 +494,6 @@ def main() -> None:
     parser.add_argument("--no-rotel", action="store_true", help="skip rotel's rows")
     parser.add_argument("--profile", type=Path, help="py-spy the scaler during each scenario, into this folder")
     parser.add_argument("--smoke", action="store_true", help="a tiny fleet for a few seconds")
-    parser.add_argument(
-        "--gc-tuning",
-        action="store_true",
-        help="start the scaler with gc.set_threshold(10000, 10, 10) and gc.freeze() after start-up (a proposal)",
-    )
     args = parser.parse_args()
     if args.smoke:
         args.pods, args.pods_per_request, args.seconds, args.clients = 100, 25, 1.0, 1
@@ -534,8 +515,6 @@ def main() -> None:
     clients = Clients(args.pods, args.clients)
     try:
         scaler = ScalerProcess(*flags)
-        if args.gc_tuning:
-            scaler.command[1:3] = ["-c", GC_TUNING]
         with scaler, tempfile.TemporaryDirectory(prefix="rotel-") as workdir:
             native = RotelProcess(rotel, Path(workdir)) if rotel is not None else None
             try:

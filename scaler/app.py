@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -254,6 +255,18 @@ async def _housekeeping(scaler: Scaler, clock: Callable[[], float]) -> None:
             logger.exception("housekeeping failed")
 
 
+def tune_gc() -> None:
+    """Fewer young collections (700 -> 10,000 allocations), and what start-up built (modules, descriptors,
+    grpc) frozen out of every later full collection. Measured with this in the scaler's process, 2026-12-01:
+    the hostile benchmark's good client p99 16 ms instead of 74-91 ms beside 200k-point requests (row 9),
+    and ingest 113k instead of 86k datapoints/s per core (load/bench_ingest.py, 100 pods per request).
+    Only `serve` calls it: the in-process tests keep the interpreter's defaults.
+    """
+    gc.set_threshold(10_000, 10, 10)
+    gc.collect()
+    gc.freeze()
+
+
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT, then stop gracefully (a signal during start-up stops it once started)."""
     done = asyncio.Event()
@@ -261,5 +274,6 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, done.set)
     scaler = await start(settings)
+    tune_gc()
     await done.wait()
     await scaler.stop()

@@ -359,6 +359,11 @@ class OtlpGrpcService(metrics_service_pb2_grpc.MetricsServiceServicer):
                     return await self.ingest(request, PROTOBUF, "grpc", principal, holding)
             except ScalerError as exc:
                 self.ingest.failed("grpc", exc)
+                # The refusal's traceback holds the request's frames, and grpc.aio keeps the exception in a
+                # reference cycle: only a full garbage collection would free the body. Freed now, 40
+                # refused 16 MB pushes peak at 244 MiB instead of 1,000 (load/bench_hostile.py row 6).
+                exc.__traceback__ = None
+                request = b""
                 await context.abort(grpc.StatusCode[exc.grpc_code], str(exc), trailing_metadata=_grpc_details(exc))
                 raise  # abort raises; this line only satisfies the type checker
 
