@@ -21,6 +21,12 @@ with several metrics), computed over a stable window and a short panic window:
   awaited, and for a cold start after the last began to report, queue and latency signals, which
   grow because that capacity is missing, may not ask beyond the pods asked for, nor beyond twice
   the pods the arrival rate needs past those reporting (the second half drains what built up);
+- arrivals are what the pods serve plus what piles up (Little's law): a queue's growth, and a gateway
+  queue's growth between evaluations, count in the arrival rate the in-flight bound allows for; a
+  gateway's request rate without `demandPerReplica` is sized by what the pods serve per replica;
+- a unified pod runs both phases on one GPU: its prompt and generation figures add up (`gpu_time`);
+- a latency SLO missed on settled pods near full load teaches a factor on absolute demand (at most
+  2x, decaying over SLO_DECAY), so the pool keeps the pod the SLO needed instead of cycling;
 - with `forecast`, a panic window above the stable one is extrapolated over the cold start (at most
   2x today's demand);
 - a pod whose engines all sleep (`engine_sleep_state`) is neither capacity nor evidence of idleness:
@@ -63,6 +69,9 @@ from scaler.signals import (
 _LEARN_RATE = 0.3  # weight of a new observation in the learned per-pod capacity
 _REFUSED_WAIT = 1.0  # seconds a refused request counts as waiting when the trigger has no TTFT target
 FORECAST_BOUND = 2.0  # a forecast asks for at most this many times today's demand
+SLO_BOUND = 2.0  # a correction learned from latency misses at most doubles absolute demand
+SLO_DECAY = 1800.0  # seconds for a learned correction's excess over 1 to fall by 1/e
+SLO_STEP = 0.1  # a learned correction makes the load an SLO was missed at ask for this much over the pods
 
 RATE, QUEUE, LATENCY, FORECAST = "rate", "queue", "latency", "forecast"
 
@@ -87,6 +96,8 @@ class PolicyState:
     seen_replicas: int | None = None  # the last recommendation made while pods were reporting
     demand: int | None = None  # the last pool figure the windows decided, before asleep pods and clamps
     flight: Flight = field(default_factory=Flight)
+    queue_seen: tuple[float, float] | None = None  # (when, value) of the gateway's queue, for its growth
+    slo: tuple[float, float] | None = None  # (when, correction) learned from a latency SLO missed at full load
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,16 +158,19 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class GatewayDemand:
-    """demandQuery's value over each window."""
+    """demandQuery's value over each window, and how fast a queue grew since an earlier evaluation."""
 
     stable: float
     panic: float
+    growth: float = 0.0  # requests/s (set by `recommend` for a queue)
 
 
 def pool_metrics(spec: PolicySpec) -> tuple[str, ...]:
     """The vLLM metrics this spec's signals read (learning capacity needs the queue and the rates;
     prefill reads first tokens for the mean prompt, which turns queue growth into tokens)."""
+    served = [TTFT] if spec.demand is not None and spec.demand.per_replica is None else []  # requests/s served
     decode = [RUNNING, KV, PREEMPTIONS, GENERATION_TOKENS, WAITING, WAITING_BY_REASON, *([ITL] if spec.itl else [])]
+    decode += served
     prefill = [WAITING, WAITING_BY_REASON, PROMPT_TOKENS, ADMISSION_REJECTIONS, TTFT]
     names = {"decode": decode, "prefill": prefill, "unified": decode + prefill}[spec.phase]
     return tuple(dict.fromkeys([*names, SLEEP_STATE]))
@@ -168,22 +182,61 @@ def replicas_for(figure: float) -> int:
 
 
 def window_figures(
-    spec: PolicySpec, pool: PoolWindow, state: PolicyState, demand: float | None = None
+    spec: PolicySpec, pool: PoolWindow, state: PolicyState, demand: tuple[float, float] | None
 ) -> WindowFigures:
-    """Each signal's raw figure over one window (before the growth bounds `recommend` applies)."""
+    """Each signal's raw figure over one window (before the growth bounds `recommend` applies);
+    `demand` is the gateway's (value over this window, a queue's growth in requests/s)."""
     decode = _decode_signals(spec, pool, state) if spec.phase != "prefill" else []
     prefill = _prefill_signals(spec, pool, state) if spec.phase != "decode" else []
-    gateway = _gateway_signal(spec, demand) if demand is not None else []
-    return WindowFigures(pool.window, (*decode, *prefill, *gateway))
+    both = _gpu_time_signal(decode, prefill)  # unified only: the only phase with both token signals
+    pods = [*decode, *prefill, *both]
+    gateway = _gateway_signal(spec, *demand, pods, pool) if demand is not None else []
+    return WindowFigures(pool.window, (*pods, *gateway))
 
 
-def _gateway_signal(spec: PolicySpec, demand: float) -> list[Signal]:
+def _gpu_time_signal(decode: list[Signal], prefill: list[Signal]) -> list[Signal]:
+    """A unified pod spends one GPU on both phases (a step lasts its decode time plus its prefill
+    tokens' time), so its load is the sum of the two token signals, not their max."""
+    tokens = {s.name: s for s in (*decode, *prefill) if s.name in ("decode_tokens", "prefill_tokens")}
+    if len(tokens) < 2:
+        return []
+    gen, prompt = tokens["decode_tokens"], tokens["prefill_tokens"]
+    arrivals = prompt.arrivals  # the prompts' arrivals: their backlog is drained by the queue signal
+    if arrivals is None:
+        return []
+    figure = arrivals + gen.replicas
+    detail = f"gpu time: prompt {arrivals:.2f} + generation {gen.replicas:.2f} pods (one GPU serves both phases)"
+    return [Signal("gpu_time", figure, figure, detail, bounded=gen.bounded or prompt.bounded)]
+
+
+def _gateway_signal(
+    spec: PolicySpec, demand: float, growth: float, pods: list[Signal], pool: PoolWindow
+) -> list[Signal]:
     if spec.demand is None:
         return []
     per, operation = spec.demand.per_replica, spec.demand.operation
-    figure = demand / per / spec.headroom
-    detail = f"gateway demand {demand:g} at {per:g}/replica ({spec.demand.query} [{operation}])"
-    return [Signal("demand", figure, figure, detail, RATE if operation == "rate" else QUEUE)]
+    source = f"({spec.demand.query} [{operation}])"
+    # Little's law: the pods need `load` replicas for the `served` requests/s they take (headroom is in
+    # `load` already), so a request/s arriving at the gateway needs load / served of a replica
+    served = pool.total("requests_rate")
+    load = max((a for s in pods if (a := s.arrivals) is not None), default=0.0)
+    known = served > 0 and load > 0
+    if per is not None:
+        figure = demand / per / spec.headroom
+        detail = f"gateway demand {demand:g} at {per:g}/replica {source}"
+        if operation == "rate":
+            return [Signal("demand", figure, figure, detail)]
+        # a queue's arrivals are what the pods take plus what piles up: the rate the pods alone cannot show
+        keep_up = (served + max(0.0, growth)) * load / served if known else None
+        if growth > 0 and keep_up is not None:
+            detail += f", growing {growth:.2f}/s: arrivals need {keep_up:.1f}"
+        return [Signal("demand", figure, figure, detail, QUEUE, keep_up=keep_up)]
+    if not known:
+        return []
+    figure = demand * load / served
+    per_pod = f"{served / load:.2f}/s per replica (pods serve {served:.2f}/s)"
+    detail = f"gateway arrivals {demand:.2f}/s at {per_pod} {source}"
+    return [Signal("demand", figure, figure, detail)]  # no demandPerReplica: a rate (policy_spec)
 
 
 def _decode_signals(spec: PolicySpec, pool: PoolWindow, state: PolicyState) -> list[Signal]:
@@ -197,7 +250,11 @@ def _decode_signals(spec: PolicySpec, pool: PoolWindow, state: PolicyState) -> l
         peak = pool.total("running_peak") + pool.total("waiting_peak")
         detail = f"running+waiting{_waiting_source(pool)} {total:.1f} at {spec.target_running:g}/pod"
         per = spec.target_running * headroom
-        out.append(Signal("running", total / per, peak / per, detail, QUEUE, keep_up=running / per))
+        keep_up = running / per
+        served = pool.total("requests_rate")
+        if served > 0:  # arrivals are what the pods serve plus what piles up (Little's law)
+            keep_up *= 1 + max(0.0, pool.total("waiting_growth")) / served
+        out.append(Signal("running", total / per, peak / per, detail, QUEUE, keep_up=keep_up))
     kv_pods = pool.reporting("kv")
     if kv_pods:
         preempting = [p for p in kv_pods if (p.preemption_rate or 0.0) > 0]
@@ -422,9 +479,18 @@ def recommend(
     # it began to serve while it drains what built up as it loaded (not once the queue outgrows that)
     draining = inflight.arrived_within(flight, now, cold.seconds) and panic.total("waiting") <= flight.backlog
     limits = _Limits(pods, cap, spec.max_scale_up_rate, in_flight + late, bool(in_flight + late) or draining)
-    gateway = (None, None) if demand is None else (demand.stable, demand.panic)
-    stable_figures = _limited(window_figures(spec, stable, state, gateway[0]), limits)
-    panic_figures = _limited(window_figures(spec, panic, state, gateway[1]), limits)
+    demand, state = _queue_growth(spec, state, demand, now)
+    correction = slo_correction(state, now)
+    sized = replace(spec, headroom=spec.headroom / correction)
+    if correction > 1:
+        notes.append(f"latency correction x{correction:.2f}: headroom {sized.headroom:.2f} (learned from an SLO miss)")
+    gateway = (None, None) if demand is None else ((demand.stable, demand.growth), (demand.panic, demand.growth))
+    stable_figures = _limited(window_figures(sized, stable, state, gateway[0]), limits)
+    panic_figures = _limited(window_figures(sized, panic, state, gateway[1]), limits)
+    settled = not in_flight + late and not inflight.arrived_within(flight, now, spec.stable_window)
+    state, learned = _learn_slo(state, stable_figures, pods, correction, now) if settled else (state, None)
+    if learned:
+        notes.append(learned)
     want_stable = replicas_for(stable_figures.demand)
     want_panic = replicas_for(panic_figures.demand)
     ahead = _forecast(stable_figures, panic_figures, cold) if spec.forecast else None
@@ -508,6 +574,45 @@ def recommend(
         demand_value=demand.stable if demand is not None else None,
     )
     return decision, state
+
+
+def slo_correction(state: PolicyState, now: float) -> float:
+    """The learned factor on absolute demand, decaying back towards 1 (SLO_DECAY)."""
+    if state.slo is None:
+        return 1.0
+    when, factor = state.slo
+    return 1.0 + (factor - 1.0) * math.exp(-max(0.0, now - when) / SLO_DECAY)
+
+
+def _learn_slo(
+    state: PolicyState, stable: WindowFigures, pods: int, correction: float, now: float
+) -> tuple[PolicyState, str | None]:
+    """A latency SLO missed on settled pods that absolute demand says are nearly all needed means the
+    pods' real capacity within the SLO is below their targets: learn the least factor that asks one more
+    pod at this load (Dynamo's planner corrects its capacity model from observed latency the same way)."""
+    missed = [s for s in stable.signals if s.kind == LATENCY]
+    load = _absolute(stable)
+    if not missed or load <= pods - 1:  # a latency signal needs a pod serving: a load of 0 stops here too
+        return state, None
+    factor = min(SLO_BOUND, (pods + SLO_STEP) * correction / load)  # load x factor = pods + a step: one more pod
+    if factor <= correction:
+        return state, None
+    note = f"latency correction learned: x{factor:.2f} ({missed[0].name} missed on {pods} pods at load {load:.2f})"
+    return replace(state, slo=(now, factor)), note
+
+
+def _queue_growth(
+    spec: PolicySpec, state: PolicyState, demand: GatewayDemand | None, now: float
+) -> tuple[GatewayDemand | None, PolicyState]:
+    """A gateway queue's growth since a reading at least a panic window old (then this one is kept)."""
+    if demand is None or spec.demand is None or spec.demand.operation == "rate":
+        return demand, state
+    seen = state.queue_seen
+    if seen is not None and now > seen[0]:
+        demand = replace(demand, growth=(demand.panic - seen[1]) / (now - seen[0]))
+    if seen is None or now - seen[0] >= spec.panic_window:
+        state = replace(state, queue_seen=(now, demand.panic))
+    return demand, state
 
 
 def _learning(spec: PolicySpec, state: PolicyState, stable: PoolWindow, now: float) -> tuple[PolicyState, list[str]]:

@@ -66,11 +66,14 @@ class Activation:
 
 @dataclass(frozen=True, slots=True)
 class Demand:
-    """Demand seen in front of the pool (a gateway's queue or request rate), in replicas at `per_replica`."""
+    """Demand seen in front of the pool (a gateway's queue or request rate), in replicas at `per_replica`.
+
+    `per_replica` None (a `rate` without `demandPerReplica`): arrivals are turned into replicas by the
+    pool's own figures, the replicas its pods' load needs per request/s they serve (Little's law)."""
 
     query: Query
     operation: str = "last_one"
-    per_replica: float = 5.0
+    per_replica: float | None = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +260,11 @@ def _demand(metadata: Mapping[str, str], get: _Reader, target_waiting: float) ->
     found = _query(metadata, "demand", ("demandOperationOverTime", "demandPerReplica"))
     if found is None:
         return None
-    return Demand(*found, get("demandPerReplica", _positive, target_waiting))
+    query, operation = found
+    per_replica = get.optional("demandPerReplica", _positive)
+    if per_replica is None and operation != "rate":
+        per_replica = target_waiting  # a queue: requests per replica, as the pods' own waiting target
+    return Demand(query, operation, per_replica)
 
 
 def _query(metadata: Mapping[str, str], prefix: str, companions: tuple[str, ...]) -> tuple[Query, str] | None:

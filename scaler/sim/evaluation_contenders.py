@@ -15,7 +15,7 @@ from typing import Any
 
 from scaler.sim.fleet_spec import PoolSpec
 from scaler.sim.gateway import FlowControl
-from scaler.sim.hpa import DEFAULT_SCALE_DOWN, DEFAULT_SCALE_UP, Behavior, ScalingRules
+from scaler.sim.hpa import DEFAULT_SCALE_DOWN, DEFAULT_SCALE_UP, Behavior, ScalingPolicy, ScalingRules
 from scaler.sim.keda import Fallback, ScaledObject, Trigger
 from scaler.sim.ours import PROFILE_HEADROOM, default_headroom, fleet_flow_control, ours_extras, target_share
 from scaler.sim.profiles import HardwareProfile
@@ -115,8 +115,11 @@ class Envelope:
     cold_start: float = 60.0  # what ours is told as coldStart (scaler/sim/ours.py)
 
 
-# README's advice for policy triggers: the policy already smooths scale-down, keep the HPA's short.
-OURS_BEHAVIOR = Behavior(DEFAULT_SCALE_UP, ScalingRules(60.0, DEFAULT_SCALE_DOWN.policies))
+# README's advice for policy triggers: the policy already smooths scale-down, keep the HPA's short;
+# and it asks for absolute demand with the pods in flight accounted for, so let the HPA take the whole
+# step at once (+900 % per 15 s) instead of its default ladder (double, or +4 pods, per 15 s).
+OURS_SCALE_UP = ScalingRules(0.0, (ScalingPolicy("Percent", 900, 15.0),))
+OURS_BEHAVIOR = Behavior(OURS_SCALE_UP, ScalingRules(60.0, DEFAULT_SCALE_DOWN.policies))
 # kedify/otel-add-on examples/vllm/sidecar/model-so.yaml: scaleDown 1200 s, scaleUp 1 s.
 KEDIFY_BEHAVIOR = Behavior(
     ScalingRules(1.0, DEFAULT_SCALE_UP.policies), ScalingRules(1200.0, DEFAULT_SCALE_DOWN.policies)

@@ -219,14 +219,24 @@ class LiveFleet:
             return names
         return [n for n in names if not limits.saturated(self.pods[n].pod.waiting, self.pods[n].pod.kv_usage)]
 
-    async def _through_gateway(self) -> bool:
-        """Wait while the gateway holds the request; False when the fleet stopped first."""
+    async def _through_gateway(self) -> web.Response | None:
+        """Wait while the gateway holds the request: None when it may go, else the answer (503 when the
+        fleet stopped first, 429 when its TTL ran out, as llm-d's flow controller sheds it)."""
         if not self.gateway.holds(len(self._open(self.routable(self.spec.entry)))):
-            return True
-        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            return None
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()  # False: the fleet stops
         self.gateway.queue.append(waiter)
+        limits = self.gateway.flow_control
         try:
-            return await waiter  # True when released, False when the fleet stops
+            released = await asyncio.wait_for(waiter, None if limits is None else limits.request_ttl)
+        except TimeoutError:
+            error = api.ApiError("held by flow control past its request TTL", 429, "TooManyRequests")
+            return web.json_response(error.body(), status=429)
+        else:
+            if released:
+                return None
+            stopping = api.ApiError("the fleet is stopping", 503, "ServiceUnavailable")
+            return web.json_response(stopping.body(), status=503)
         finally:
             if waiter in self.gateway.queue:  # the client went away while held
                 self.gateway.queue.remove(waiter)
@@ -309,9 +319,9 @@ class LiveFleet:
         if not isinstance(payload, dict):
             return web.json_response(api.ApiError("the request body must be a JSON object").body(), status=400)
         path = http.path.removeprefix("/openai")
-        if not await self._through_gateway():
-            error = api.ApiError("the fleet is stopping", 503, "ServiceUnavailable")
-            return web.json_response(error.body(), status=503)
+        refused = await self._through_gateway()
+        if refused is not None:
+            return refused
         if not self.spec.disaggregated:
             return await self._forward(http, self.spec.entry, path, payload)
         prefill = dict(payload, max_tokens=1, stream=False, kv_transfer_params={"do_remote_decode": True})

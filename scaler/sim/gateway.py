@@ -7,8 +7,11 @@ fairness_id, priority) and `llm_d_epp_flow_control_queue_size` (a gauge of reque
 flow-control queue, labels fairness_id, priority, inference_pool, model_name, target_model_name).
 With flow control on, a request waits here while every ready pod of the entry pool is saturated, as
 the EPP's utilization detector judges it (queue depth 5, KV cache 0.8), and goes out first come,
-first served when one is not; with it off, the queue stays at 0 and requests go straight to a pod.
-Pure: the virtual fleet and the live router both drive it.
+first served when one is not; one held longer than the request TTL (60 s) is shed with a 429, as
+llm-d's flow controller sheds at `defaultRequestTTL` and `defaultNoEndpointRequestTTL`, both 60 s
+(`pkg/epp/flowcontrol/controller/config.go`; FCFS is its default ordering policy,
+`pkg/epp/flowcontrol/registry/config.go`). With it off, the queue stays at 0 and requests go
+straight to a pod. Pure: the virtual fleet and the live router both drive it.
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class FlowControl:
-    """When a pod is saturated: the EPP utilization detector's queueDepthThreshold and kvCacheUtilThreshold."""
+    """When a pod is saturated (the EPP utilization detector's queueDepthThreshold and kvCacheUtilThreshold),
+    and how long a request may be held before it is shed (the flow controller's request TTL; None: never)."""
 
     queue_depth: float = 5.0
     kv_cache: float = 0.8
+    request_ttl: float | None = 60.0
 
     def saturated(self, waiting: int, kv_usage: Callable[[], float]) -> bool:
         """`kv_usage` is only asked when the queue alone does not decide."""
@@ -54,6 +59,11 @@ class Gateway(Generic[T]):
 
     def arrived(self) -> None:
         self.received += 1
+
+    def shed_at(self, arrival: float) -> float | None:
+        """When a request held since `arrival` is shed (its TTL runs out); None: never."""
+        ttl = None if self.flow_control is None else self.flow_control.request_ttl
+        return None if ttl is None else arrival + ttl
 
     def holds(self, open_pods: int) -> bool:
         """Whether a new request must wait: flow control is on, and requests wait already or none of the
@@ -80,3 +90,8 @@ class Gateway(Generic[T]):
 def queue_query(namespace: str, inference_pool: str) -> str:
     """The metricQuery that sums the gateway's queue for one pool."""
     return f'sum({QUEUE_SIZE}{{namespace="{namespace}", inference_pool="{inference_pool}"}})'
+
+
+def arrivals_query(namespace: str, model: str) -> str:
+    """The metricQuery that sums the gateway's request counter for one model (read it with `rate`)."""
+    return f'sum({REQUESTS.removesuffix("_total")}{{namespace="{namespace}", model_name="{model}"}})'

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import fields
 
 from scaler.policy_spec import POLICY_KEYS, PolicySpec
-from scaler.sim.gateway import FlowControl, queue_query
+from scaler.sim.gateway import FlowControl, arrivals_query, queue_query
 
 DEMAND_KEY, HEADROOM_KEY, COLD_START_KEY, FORECAST_KEY = "demandQuery", "headroom", "coldStart", "forecast"
 GATEWAY_DEMAND = DEMAND_KEY in POLICY_KEYS  # switch the gateway's demand off here (or with --no-gateway-demand)
@@ -52,6 +52,8 @@ def ours_extras(
     out: dict[str, str] = {}
     if gateway_demand and GATEWAY_DEMAND and phase in ("prefill", "unified"):
         out[DEMAND_KEY] = queue_query(namespace, inference_pool)
+    elif gateway_demand and GATEWAY_DEMAND and phase == "decode":  # what reaches decode next: the arrivals
+        out |= {DEMAND_KEY: arrivals_query(namespace, inference_pool), "demandOperationOverTime": "rate"}
     if headroom is not None and POLICY_HEADROOM:
         out[HEADROOM_KEY] = f"{headroom:g}"
     if cold_start is not None and TELL_COLD_START:

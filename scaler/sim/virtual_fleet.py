@@ -6,7 +6,8 @@ For replaying traces (`keda-llm-scaler evaluate`): `submit` requests at their ar
 prefill pod, then handed to the least-loaded decode pod, whose KV pull takes the profile's transfer
 time. Pods become ready after `cold_start`, and a drained pod leaves when empty or after `drain_grace`.
 A `Gateway` counts arrivals and, with the spec's flow control, holds requests while every ready entry
-pod is saturated, releasing them first come, first served as pods free up; `gateway_metrics()` is
+pod is saturated, releasing them first come, first served as pods free up and shedding those held past
+the request TTL (finish reason "shed", a 429); `gateway_metrics()` is
 what it pushes. Call it with times that never go backwards. Pods are only advanced when something in them changes
 (a finish, an admission, a preemption); `snapshots()` catches their token counts up first.
 """
@@ -35,7 +36,7 @@ class Outcome:
     finish: float
     prompt_tokens: int
     output_tokens: int
-    finish_reason: str  # "stop", "length", "abort" (pod went away) or "unrouted" (no ready pod)
+    finish_reason: str  # "stop", "length", "abort" (pod went away), "unrouted" (no ready pod) or "shed" (gateway TTL)
     pods: tuple[str, ...]  # the pod, or the prefill pod then the decode pod
 
     @property
@@ -182,7 +183,10 @@ class VirtualFleet:
         return [n for n in names if not limits.saturated(pods[n].waiting, pods[n].kv_usage)]
 
     def _release(self, now: float) -> None:
-        """Held requests, oldest first, to entry pods with room."""
+        """Held requests past the TTL are shed, then the rest go, oldest first, to entry pods with room."""
+        queue, requests = self.gateway.queue, self._requests
+        while queue and (at := self.gateway.shed_at(requests[queue[0]].arrival)) is not None and at <= now:
+            self._outcome(queue.popleft(), None, at, "shed")
         entry = self.spec.entry
         while self.gateway.queue and (open_pods := self._open(self.controllers[entry.deployment].ready())):
             request_id = self.gateway.queue.popleft()

@@ -320,8 +320,15 @@ def test_pool_scaled_to_zero_on_our_recommendation_keeps_answering_zero() -> Non
     assert ask(triggers, now + 30).value == 0.0  # the pod is gone: KEDA removed it on our 0
 
 
+def others_push(store: Store, t: float) -> None:
+    """Another workload's pod reports, so the scaler is reached: a pool never seen is then at zero."""
+    labels = (("k8s.pod.name", "other-0"), ("k8s.namespace.name", "elsewhere"), ("k8s.deployment.name", "other"))
+    store.append([Sample("vllm:num_requests_running", labels, Kind.GAUGE, 1.0)], t)
+
+
 def test_never_seen_pool_warms_up_then_answers_zero() -> None:
     store, triggers = make(warmup_until=30.0)
+    others_push(store, 0.0)
     with pytest.raises(WarmingUp, match="warming up, 20s left"):
         ask(triggers, 10.0)
     assert ask(triggers, 31.0).value == 0.0
@@ -723,6 +730,7 @@ def test_clamps_that_do_not_bind_are_not_mentioned() -> None:
 
 def test_a_pool_without_pods_or_signals_says_so() -> None:
     store, triggers = make()
+    others_push(store, 0.0)
     answer = ask(triggers, 0.0, phase="prefill")
     assert answer.value == 0.0 and answer.active is False
     assert decided(answer).reason == "prefill: no load signals -> 0"

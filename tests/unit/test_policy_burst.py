@@ -17,9 +17,20 @@ from scaler.explain import describe_triggers
 from scaler.explain_text import render
 from scaler.inflight import Ask, Flight
 from scaler.otlp import Kind, Sample
-from scaler.policy import Decision, Learned, PolicyState, recommend, replicas_for
+from scaler.policy import (
+    SLO_BOUND,
+    SLO_DECAY,
+    Decision,
+    GatewayDemand,
+    Learned,
+    PolicyState,
+    pool_metrics,
+    recommend,
+    replicas_for,
+    slo_correction,
+)
 from scaler.policy_spec import parse_policy
-from scaler.signals import WAITING_BY_REASON, PodSignals, PoolWindow
+from scaler.signals import TTFT, WAITING_BY_REASON, Latency, PodSignals, PoolWindow
 from scaler.store import Store
 from scaler.triggers import Evaluation, Triggers
 from tests.support.pods import FakePod, feed
@@ -84,8 +95,7 @@ def test_a_flash_crowd_reaches_the_needed_count_in_one_evaluation(
         (total["running"] + total["waiting"]) / 8,
         total["waiting"] / 4,
         total["kv"] / 0.8,
-        total["generation_rate"] / 1000,
-        total["prompt_rate"] / 5000,
+        total["generation_rate"] / 1000 + total["prompt_rate"] / 5000,  # a unified pod: one GPU, both phases
     )
     decision, _ = recommend(spec, PolicyState(), pool_of(pods, 60), pool_of(pods, 6), now=100.0)
     assert decision.replicas == replicas_for(needed / headroom)
@@ -621,7 +631,8 @@ def test_the_stable_window_reads_the_gateway_over_the_stable_window() -> None:
 
 
 def test_no_forecast_for_an_empty_pool_or_flat_demand() -> None:
-    _, triggers = make()
+    store, triggers = make()
+    feed(store, [FakePod("other-0", namespace="elsewhere", deployment="other", kv=0.5)], 0, 0)  # the scaler is reached
     assert ask(triggers, 0.0, phase="decode", forecast="true").value == 0.0
     flat, now = make()[1], 60.0
     store = flat.store
@@ -726,7 +737,7 @@ def test_a_phase_reads_only_its_own_signals() -> None:
         names[phase] = {s.name for s in decision.stable.signals}
     assert names["prefill"] == {"waiting", "prefill_tokens"}
     assert names["decode"] == {"running", "kv", "decode_tokens"}
-    assert names["unified"] == names["prefill"] | names["decode"]
+    assert names["unified"] == names["prefill"] | names["decode"] | {"gpu_time"}
 
 
 def test_headroom_divides_gateway_demand_too() -> None:
@@ -772,3 +783,262 @@ def test_a_forecast_that_asks_for_no_more_is_not_named() -> None:
     ahead = next(s.replicas for s in decision.panic.signals if s.name == "forecast")
     assert 2 < ahead <= 3 and decision.replicas == 3  # stable 2.77, panic 2.96, forecast 3.0: all 3
     assert decision.reason.startswith("decode: kv 0.55 <= 0.80 on 4 pods -> 3")
+
+
+# -- one GPU for both phases, arrivals in the pods' own units ---------------------------------------
+
+
+UNIFIED_CAPACITIES = {
+    "targetRunningPerPod": "256",
+    "prefillTokensPerSecondPerPod": "10000",
+    "decodeTokensPerSecondPerPod": "8000",
+}
+
+
+def test_a_unified_pod_spends_one_gpu_on_both_phases() -> None:
+    pods = []
+    for i in range(3):
+        pod = PodSignals(f"ns/p{i}", running=10.0, running_peak=10.0, waiting=0.0, waiting_peak=0.0)
+        pod.prompt_rate, pod.generation_rate = 6000.0, 4000.0  # 0.6 and 0.5 of a pod: 1.1 together
+        pods.append(pod)
+    spec = parse_policy({**BASE, **UNIFIED_CAPACITIES}, "ns")
+    decision, _ = recommend(spec, PolicyState(), pool_of(pods, 60), pool_of(pods, 6), now=100.0)
+    figures = {s.name: s.replicas for s in decision.stable.signals}
+    assert figures["prefill_tokens"] == pytest.approx(1.8) and figures["decode_tokens"] == pytest.approx(1.5)
+    assert figures["gpu_time"] == pytest.approx(3.3)
+    assert decision.replicas == 4 and decision.reason == (
+        "unified: gpu time: prompt 1.80 + generation 1.50 pods (one GPU serves both phases) -> 4"
+    )
+    gpu = next(s for s in decision.stable.signals if s.name == "gpu_time")
+    assert (gpu.kind, gpu.bounded, gpu.peak) == ("rate", False, pytest.approx(3.3))
+    for phase in ("prefill", "decode"):  # disaggregated pods run one phase each: no sum
+        split = parse_policy({**BASE, **UNIFIED_CAPACITIES, "phase": phase}, "ns")
+        decision, _ = recommend(split, PolicyState(), pool_of(pods, 60), pool_of(pods, 6), now=100.0)
+        assert "gpu_time" not in {s.name for s in decision.stable.signals}
+
+
+def test_the_gpu_time_of_a_unified_pool_counts_queue_growth_but_not_the_backlog() -> None:
+    pod = PodSignals("ns/p0", waiting=4.0, waiting_peak=4.0, requests_rate=10.0, waiting_growth=2.0)
+    pod.prompt_rate, pod.generation_rate = 5000.0, 0.0
+    spec = parse_policy({**BASE, **UNIFIED_CAPACITIES, "ttftSeconds": "2", "headroom": "0.5"}, "ns")
+    decision, _ = recommend(spec, PolicyState(), pool_of([pod], 60), pool_of([pod], 6), now=100.0)
+    figures = {s.name: s for s in decision.stable.signals}
+    # 500 tokens a request: 5000 served + 1000 queue growth, 1000 backlog (4 waiting over 2 s), at 50 %
+    assert figures["prefill_tokens"].replicas == pytest.approx(1.4)
+    assert figures["prefill_tokens"].keep_up == pytest.approx(1.2)
+    assert figures["gpu_time"].replicas == pytest.approx(1.2)  # generation 0: the arrivals alone
+
+
+def test_an_unconfirmed_capacity_bounds_the_gpu_time_it_enters() -> None:
+    pod = PodSignals("ns/p0")
+    pod.prompt_rate, pod.generation_rate = 20_000.0, 0.0
+    spec = parse_policy({**BASE, "targetRunningPerPod": "256", "decodeTokensPerSecondPerPod": "8000"}, "ns")
+    unconfirmed = PolicyState(prefill=Learned(2000.0, 90.0, 100.0))
+    decision, _ = recommend(spec, unconfirmed, pool_of([pod], 60), pool_of([pod], 6), now=100.0)
+    gpu = next(s for s in decision.stable.signals if s.name == "gpu_time")
+    assert gpu.bounded and gpu.replicas == 2.0  # 10 wanted, capped at 2x 1 pod
+    assert decision.replicas == 2
+
+
+RATE_DEMAND = {
+    "phase": "decode",
+    "targetRunningPerPod": "100",
+    "demandQuery": "sum(llm_d_epp_request)",
+    "demandOperationOverTime": "rate",
+}
+
+
+def test_gateway_arrivals_without_a_per_replica_figure_are_sized_by_what_the_pods_serve() -> None:
+    spec = parse_policy({**BASE, **RATE_DEMAND}, "ns")
+    assert spec.demand is not None and spec.demand.per_replica is None
+    pods = [PodSignals(f"ns/p{i}", running=60.0, running_peak=60.0, requests_rate=3.0) for i in range(2)]
+    pool = pool_of(pods, 60)
+    decision, _ = recommend(spec, PolicyState(), pool, pool, now=100.0, demand=GatewayDemand(24.0, 24.0))
+    demand = next(s for s in decision.stable.signals if s.name == "demand")
+    # the pods need 1.2 replicas (120 running at 100/pod) for the 6 requests/s they serve: 5/s a replica
+    assert (demand.replicas, demand.peak, demand.kind, demand.keep_up) == (
+        pytest.approx(4.8),
+        pytest.approx(4.8),
+        "rate",
+        None,
+    )
+    assert demand.detail == (
+        "gateway arrivals 24.00/s at 5.00/s per replica (pods serve 6.00/s) (sum(llm_d_epp_request) [rate])"
+    )
+    assert decision.replicas == 5
+    assert TTFT in pool_metrics(spec)  # first tokens/s: what the pods serve
+    assert TTFT not in pool_metrics(parse_policy({**BASE, "phase": "decode"}, "ns"))
+    explicit = parse_policy({**BASE, **RATE_DEMAND, "demandPerReplica": "2"}, "ns")
+    assert TTFT not in pool_metrics(explicit)
+    decision, _ = recommend(explicit, PolicyState(), pool, pool, now=100.0, demand=GatewayDemand(24.0, 25.0))
+    assert decision.replicas == 13  # 25/s at 2/s per replica in the panic window
+    stable = next(s for s in decision.stable.signals if s.name == "demand")
+    assert (stable.replicas, stable.peak, stable.kind, stable.keep_up) == (12.0, 12.0, "rate", None)
+    assert stable.detail == "gateway demand 24 at 2/replica (sum(llm_d_epp_request) [rate])"
+
+
+def test_gateway_arrivals_need_pods_that_serve_something_to_be_sized() -> None:
+    spec = parse_policy({**BASE, **RATE_DEMAND}, "ns")
+    idle = [PodSignals("ns/p0", running=0.0, running_peak=0.0, requests_rate=0.0)]
+    busy_but_silent = [PodSignals("ns/p0", running=50.0, running_peak=50.0, requests_rate=0.0)]
+    serving_nothing_needed = [PodSignals("ns/p0", running=0.0, running_peak=0.0, requests_rate=5.0)]
+    no_load_signal = [PodSignals("ns/p0", requests_rate=5.0)]  # serves, but reports no running, KV or tokens
+    for pods in (idle, busy_but_silent, serving_nothing_needed, no_load_signal):
+        pool = pool_of(pods, 60)
+        decision, _ = recommend(spec, PolicyState(), pool, pool, now=100.0, demand=GatewayDemand(24.0, 24.0))
+        assert "demand" not in {s.name for s in decision.stable.signals}
+    assert parse_policy({**BASE, "demandQuery": "q"}, "ns").demand.per_replica == 5.0  # type: ignore[union-attr]
+
+
+def test_a_gateway_queue_that_grows_counts_as_arrivals_in_the_in_flight_bound() -> None:
+    spec = parse_policy({**BASE, "phase": "prefill", "prefillTokensPerSecondPerPod": "1000", "demandQuery": "q"}, "ns")
+    pods = [PodSignals(f"ns/p{i}", waiting=0.0, waiting_peak=0.0, requests_rate=1.0) for i in range(2)]
+    for pod in pods:
+        pod.prompt_rate = 1000.0  # full: a request/s of 1000-token prompts is a pod's capacity
+    pool = pool_of(pods, 60)
+    flight = Flight(asks=(Ask(90.0, 3, 3),), target=3)  # one pod asked for before the crowd came
+    state = PolicyState(flight=flight, queue_seen=(94.0, 30.0))
+    decision, after = recommend(spec, state, pool, pool, now=100.0, demand=GatewayDemand(80.0, 60.0))
+    demand = next(s for s in decision.panic.signals if s.name == "demand")
+    # 60 queued at 5/replica asks 12; the queue grew 5/s beside the 2/s served: arrivals need
+    # 2 pods x 7/2 = 7, so the bound is 7 + 1 awaited instead of the pods reporting and asked for (3)
+    assert (demand.keep_up, demand.replicas, demand.kind) == (pytest.approx(7.0), 8.0, "queue")
+    assert demand.detail == (
+        "gateway demand 60 at 5/replica (sum(q) [last_one]), growing 5.00/s: arrivals need 7.0 (12.0); "
+        "held at 8: 1 pods asked for are not serving yet"
+    )
+    assert decision.replicas == 8 and after.queue_seen == (100.0, 60.0)
+    stable = next(s for s in decision.stable.signals if s.name == "demand")
+    # the stable window's 80 (16) is held at the same bound
+    assert (stable.replicas, stable.peak, stable.keep_up) == (8.0, 16.0, pytest.approx(7.0))
+    assert stable.detail.endswith("(16.0); held at 8: 1 pods asked for are not serving yet")
+    soon, kept = recommend(spec, after, pool, pool, now=103.0, demand=GatewayDemand(60.0, 60.0))
+    flat = next(s for s in soon.panic.signals if s.name == "demand")  # no growth since: arrivals are the served
+    assert flat.keep_up == pytest.approx(2.0) and flat.detail == (
+        "gateway demand 60 at 5/replica (sum(q) [last_one]) (12.0); held at 8: 6 pods asked for are not serving yet"
+    )
+    assert kept.queue_seen == (100.0, 60.0)  # a reading less than a panic window later is not kept
+    later = recommend(spec, after, pool, pool, now=106.0, demand=GatewayDemand(60.0, 60.0))[1]
+    assert later.queue_seen == (106.0, 60.0)  # one a panic window later is
+    first, fresh = recommend(spec, PolicyState(flight=flight), pool, pool, 100.0, demand=GatewayDemand(60.0, 60.0))
+    assert fresh.queue_seen == (100.0, 60.0) and first.replicas == 3  # no growth known yet: held at R + A
+    shrinking = PolicyState(flight=flight, queue_seen=(94.0, 90.0))
+    drained = recommend(spec, shrinking, pool, pool, now=100.0, demand=GatewayDemand(60.0, 60.0))[0]
+    assert next(s for s in drained.panic.signals if s.name == "demand").keep_up == pytest.approx(2.0)
+    light = PodSignals("ns/p0", waiting=0.0, waiting_peak=0.0, requests_rate=0.5)
+    light.prompt_rate = 500.0  # half a pod's prompts: the load is below one replica
+    one = pool_of([light], 60)
+    slow = PolicyState(queue_seen=(90.0, 25.0))  # 0.5/s of growth
+    small = recommend(spec, slow, one, one, now=100.0, demand=GatewayDemand(30.0, 30.0))[0]
+    gentle = next(s for s in small.panic.signals if s.name == "demand")
+    assert gentle.keep_up == pytest.approx(1.0) and gentle.detail.endswith("growing 0.50/s: arrivals need 1.0")
+    rate = parse_policy({**BASE, "phase": "prefill", "demandQuery": "q", "demandOperationOverTime": "rate"}, "ns")
+    assert recommend(rate, PolicyState(), pool, pool, 100.0, demand=GatewayDemand(4.0, 4.0))[1].queue_seen is None
+
+
+def test_a_gateway_queue_without_served_requests_has_no_arrivals_part() -> None:
+    spec = parse_policy({**BASE, "phase": "prefill", "demandQuery": "q"}, "ns")
+    pool = pool_of([PodSignals("ns/p0", waiting=0.0, waiting_peak=0.0)], 60)
+    state = PolicyState(queue_seen=(94.0, 0.0))
+    decision, _ = recommend(spec, state, pool, pool, now=100.0, demand=GatewayDemand(30.0, 30.0))
+    demand = next(s for s in decision.stable.signals if s.name == "demand")
+    assert demand.keep_up is None and demand.detail == "gateway demand 30 at 5/replica (sum(q) [last_one])"
+    assert decision.replicas == 6
+
+
+def test_decode_arrivals_are_what_is_served_plus_what_piles_up() -> None:
+    spec = parse_policy({**BASE, "phase": "decode", "targetRunningPerPod": "100"}, "ns")
+    pod = PodSignals("ns/p0", running=100.0, running_peak=100.0, waiting=50.0, waiting_peak=50.0)
+    pod.requests_rate, pod.waiting_growth = 0.5, 1.5
+    decision, _ = recommend(spec, PolicyState(), pool_of([pod], 60), pool_of([pod], 6), now=100.0)
+    running = next(s for s in decision.stable.signals if s.name == "running")
+    assert running.replicas == pytest.approx(1.5) and running.keep_up == pytest.approx(4.0)  # 1 x (1 + 1.5 / 0.5)
+    for served, growth in ((0.0, 12.0), (4.0, 0.0), (4.0, -3.0)):
+        pod.requests_rate, pod.waiting_growth = served, growth
+        decision, _ = recommend(spec, PolicyState(), pool_of([pod], 60), pool_of([pod], 6), now=100.0)
+        assert next(s for s in decision.stable.signals if s.name == "running").keep_up == pytest.approx(1.0)
+
+
+SLO_SPEC = {**BASE, "phase": "prefill", "prefillTokensPerSecondPerPod": "1000", "ttftSeconds": "1"}
+
+
+def slow_pods(count: int, prompt_rate: float, ttft: float | None) -> PoolWindow:
+    """`count` pods serving `prompt_rate` each, with every first token of the window near `ttft`."""
+    pool = PoolWindow(60)
+    for i in range(count):
+        pod = PodSignals(f"ns/p{i}", waiting=0.0, waiting_peak=0.0)
+        pod.prompt_rate = prompt_rate
+        pool.pods[pod.pod] = pod
+    if ttft is not None:
+        pool.ttft = Latency((ttft - 0.1, ttft), [0.0, 10.0, 0.0])
+    return pool
+
+
+def test_a_latency_missed_on_settled_pods_near_full_load_teaches_a_correction() -> None:
+    spec = parse_policy(SLO_SPEC, "ns")
+    missed = slow_pods(2, 900.0, ttft=3.0)  # 1.8 pods of prompts on 2 pods, p90 TTFT 3 s > 1 s
+    decision, state = recommend(spec, PolicyState(), missed, missed, now=100.0)
+    assert state.slo == (100.0, pytest.approx(2.1 / 1.8))  # 1.8 x factor = 2.1: one more pod
+    assert "latency correction learned: x1.17 (ttft missed on 2 pods at load 1.80)" in decision.notes
+    calm = slow_pods(2, 900.0, ttft=None)
+    decision, after = recommend(spec, PolicyState(slo=state.slo), calm, calm, now=101.0)  # no panic from the miss
+    assert decision.replicas == 3 and after.slo == state.slo  # 1.8 x 1.17 = 2.1 -> 3; nothing new learned
+    assert any(n.startswith("latency correction x1.17: headroom 0.86") for n in decision.notes)
+    assert slo_correction(state, 100.0 + SLO_DECAY) == pytest.approx(1.0 + (2.1 / 1.8 - 1.0) / math.e)
+    assert slo_correction(state, 50.0) == pytest.approx(2.1 / 1.8)  # never more than when it was learned
+    assert slo_correction(PolicyState(), 100.0) == 1.0
+    again, _ = recommend(spec, state, missed, missed, now=101.0)
+    assert not any(n.startswith("latency correction learned") for n in again.notes)  # x1.17 already covers it
+
+
+def test_a_correction_is_learned_only_on_settled_busy_pods_and_at_most_doubles() -> None:
+    spec = parse_policy(SLO_SPEC, "ns")
+    busy = slow_pods(3, 700.0, ttft=3.0)  # load 2.1 on 3 pods: all of them needed
+    assert recommend(spec, PolicyState(), busy, busy, now=100.0)[1].slo == (100.0, pytest.approx(3.1 / 2.1))
+    light = slow_pods(3, 600.0, ttft=3.0)  # load 1.8 on 3 pods: the third is not needed, the miss is not capacity
+    assert recommend(spec, PolicyState(), light, light, now=100.0)[1].slo is None
+    edge = slow_pods(2, 500.0, ttft=3.0)  # load 1.0 on 2 pods: at the edge, not beyond it
+    assert recommend(spec, PolicyState(), edge, edge, now=100.0)[1].slo is None
+    corrected = PolicyState(slo=(100.0, 1.2))  # load 2.5 on 3 pods reads 3.0 under x1.2: learn x1.24
+    decision, state = recommend(spec, corrected, slow_pods(3, 2500.0 / 3, 3.0), slow_pods(3, 2500.0 / 3, 3.0), 100.0)
+    assert state.slo == (100.0, pytest.approx(3.1 / 2.5))
+    assert "latency correction learned: x1.24 (ttft missed on 3 pods at load 3.00)" in decision.notes
+    one = slow_pods(1, 100.0, ttft=3.0)  # load 0.1 on one pod: x11 wanted, at most x2
+    assert recommend(spec, PolicyState(), one, one, now=100.0)[1].slo == (100.0, SLO_BOUND)
+    loading = PolicyState(flight=Flight(asks=(Ask(90.0, 2, 2),), target=2))
+    assert recommend(spec, loading, one, one, now=100.0)[1].slo is None  # pods asked for: not settled
+    arrived = PolicyState(flight=Flight(target=1, arrived_at=50.0))
+    assert recommend(spec, arrived, one, one, now=100.0)[1].slo is None  # began serving within a stable window
+    assert recommend(spec, arrived, one, one, now=110.0)[1].slo is not None
+    empty = PoolWindow(60)
+    assert recommend(spec, PolicyState(), empty, empty, now=100.0)[1].slo is None
+
+
+def test_no_correction_no_note_and_an_equal_factor_is_not_learned_again() -> None:
+    spec = parse_policy(SLO_SPEC, "ns")
+    calm = slow_pods(2, 840.0, ttft=None)
+    plain = recommend(spec, PolicyState(), calm, calm, now=100.0)[0]
+    assert not any(n.startswith("latency correction") for n in plain.notes)
+    missed = slow_pods(2, 840.0, ttft=3.0)  # 1.68 pods of prompts: (2 + 0.1) / 1.68 = 1.25 is what it has
+    decision, state = recommend(spec, PolicyState(slo=(100.0, 1.25)), missed, missed, now=100.0)
+    assert state.slo == (100.0, 1.25) and not any(n.startswith("latency correction learned") for n in decision.notes)
+
+
+def test_pods_in_flight_and_late_together_keep_a_pool_unsettled() -> None:
+    spec = parse_policy(SLO_SPEC, "ns")
+    one = slow_pods(1, 100.0, ttft=3.0)
+    both = PolicyState(flight=Flight(asks=(Ask(30.0, 2, 2), Ask(90.0, 3, 3)), target=3))  # one late, one young
+    decision, state = recommend(spec, both, one, one, now=100.0)
+    assert (decision.in_flight, decision.late, state.slo) == (1, 1, None)
+
+
+def test_the_queue_growth_needs_time_between_readings() -> None:
+    spec = parse_policy({**BASE, "phase": "prefill", "prefillTokensPerSecondPerPod": "1000", "demandQuery": "q"}, "ns")
+    pod = PodSignals("ns/p0", waiting=0.0, waiting_peak=0.0, requests_rate=1.0)
+    pod.prompt_rate = 1000.0
+    pool = pool_of([pod], 60)
+    same = recommend(spec, PolicyState(queue_seen=(100.0, 10.0)), pool, pool, 100.0, demand=GatewayDemand(40.0, 40.0))
+    assert next(s for s in same[0].panic.signals if s.name == "demand").keep_up == pytest.approx(1.0)  # no growth
+    big = PolicyState(queue_seen=(94.0, 150.0))  # a queue longer than the clock reads: still 50 over 6 s
+    grown = recommend(spec, big, pool, pool, 100.0, demand=GatewayDemand(200.0, 200.0))[0]
+    assert next(s for s in grown.panic.signals if s.name == "demand").keep_up == pytest.approx(1.0 + 50.0 / 6.0)

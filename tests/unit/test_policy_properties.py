@@ -87,11 +87,12 @@ def test_unconfirmed_capacities_are_flagged_and_confirmed_ones_are_not() -> None
         "prefill_tokens": True,
         "running": False,
         "waiting": False,
+        "gpu_time": True,
     }
-    assert decision.replicas == 2  # 5 and 10 wanted, capped at 2x 1 pod
+    assert decision.replicas == 2  # 5, 10 and 15 wanted, capped at 2x 1 pod
     confirmed = PolicyState(prefill=Learned(2000.0, 0.0, 60.0), decode=Learned(1000.0, 0.0, 60.0))
     decision, _ = recommend(LEARNING, confirmed, pool_of(loads, 60), pool_of(loads, 6), now=100.0)
-    assert not any(s.bounded for s in decision.stable.signals) and decision.replicas == 10
+    assert not any(s.bounded for s in decision.stable.signals) and decision.replicas == 15  # 10 + 5: one GPU
 
 
 @settings(max_examples=200, deadline=None)

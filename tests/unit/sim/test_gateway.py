@@ -71,6 +71,25 @@ def test_with_flow_control_and_no_pod_requests_wait_for_one() -> None:
     assert [o.finish_reason for o in lost.advance(1.0)] == ["unrouted"]
 
 
+def test_a_request_held_past_the_ttl_is_shed_at_its_deadline_and_the_rest_still_go() -> None:
+    assert FlowControl().request_ttl == 60.0  # llm-d's defaultRequestTTL and defaultNoEndpointRequestTTL
+    f = fleet(FlowControl(request_ttl=10.0), replicas=0, cold_start=12.0)
+    f.submit(100, 20, 0.0)
+    f.submit(100, 20, 3.0)
+    f.scale("qwen", 1, 0.5)
+    assert f.advance(9.9) == [] and len(f.gateway.queue) == 2
+    shed = f.advance(11.0)
+    assert [(o.request_id, o.finish_reason, o.finish, o.first_token) for o in shed] == [("req-1", "shed", 10.0, None)]
+    assert not shed[0].ok and len(f.gateway.queue) == 1
+    served: list[str] = []
+    for step in range(23, 60):
+        served += [o.finish_reason for o in f.advance(step * 0.5)]
+    assert served == ["stop"]  # the pod came at 12.5 s, before the second one's deadline at 13 s
+    patient = fleet(FlowControl(request_ttl=None), replicas=0, cold_start=100.0)
+    patient.submit(100, 20, 0.0)
+    assert patient.advance(99.0) == [] and len(patient.gateway.queue) == 1
+
+
 def test_the_gateway_pushes_what_the_receiver_decodes_and_a_query_sums_it() -> None:
     f = fleet(FlowControl())
     for _ in range(12):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from scaler.otlp import Kind, Sample
 from scaler.sim.keda import (
     Fallback,
     KedaActivation,
@@ -96,7 +97,10 @@ def test_stream_is_active_activates_at_once() -> None:
 
 
 def test_triggers_asker_answers_from_the_scaler_core() -> None:
-    triggers = Triggers(Store(60.0, 100), stale_after=10.0, warmup_until=5.0)
+    store = Store(60.0, 100)
+    others = (("k8s.pod.name", "other-0"), ("k8s.namespace.name", "elsewhere"))  # the scaler is reached
+    store.append([Sample("vllm:kv_cache_usage_perc", others, Kind.GAUGE, 0.5)], 0.0)
+    triggers = Triggers(store, stale_after=10.0, warmup_until=5.0)
     ask = triggers_asker(triggers.evaluate)
     early = ask(so(), TRIGGER, 0.0)
     assert early.value is None and early.error is not None and "warming up" in early.error
