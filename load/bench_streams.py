@@ -88,6 +88,7 @@ async def good_client(scaler: str, otlp: str, seconds: float, streams_at: float)
             flip ^= 1
             await asyncio.sleep(PUSH_EVERY)
 
+    await export(keeper_request(5.0), timeout=10)  # data first: a scaler that has received nothing answers an error
     pushing = asyncio.create_task(pusher())
     channel = grpc.aio.insecure_channel(scaler)
     stub = pb_grpc.ExternalScalerStub(channel)

@@ -110,5 +110,13 @@ class MissingLabel(StaleData):
     """
 
 
+class NothingReceived(StaleData):
+    """The scaler has stored no datapoint from anyone since it started, so "never matched" proves nothing.
+
+    A pool at zero while others push reads 0; a scaler that nothing reaches (a collector exporting
+    elsewhere, a replica left out of the fan-out) must not tell KEDA to scale every pool to its minimum.
+    """
+
+
 class OutOfRange(StaleData):
     """The answer overflowed, or is beyond what KEDA can carry (it would read it as 0 or wrap it)."""

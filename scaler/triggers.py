@@ -21,6 +21,7 @@ from scaler.errors import (
     InvalidTrigger,
     LimitExceeded,
     MissingLabel,
+    NothingReceived,
     OutOfRange,
     QuerySyntaxError,
     StaleData,
@@ -232,7 +233,17 @@ def answer_query(
     if seen is not None:
         age = format_duration(round(now - seen, 1))
         raise StaleData(f"no data for {query} any more: its series expired; last sample {age} ago")
+    check_received(store)
     return 0.0, None, seen
+
+
+def check_received(store: Store) -> None:
+    """Raise NothingReceived when no datapoint has reached the store since start-up (see the error)."""
+    if store.generation == 0:
+        raise NothingReceived(
+            "no OTLP datapoint has reached this scaler since it started: check that the collectors export to it "
+            "(every replica, with HA); a pool that has never reported reads 0 only once others push here"
+        )
 
 
 def check_warm(now: float, warmup_until: float) -> None:
@@ -403,6 +414,7 @@ class Triggers:
                 raise MissingLabel(f"pool {spec.pool}: no pod reports; {diagnosis}")
         seen_replicas = state.policy.seen_replicas
         if state.last_data is None and newest_age is None:
+            check_received(self.store)
             return
         if seen_replicas == 0:
             return

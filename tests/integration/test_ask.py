@@ -7,6 +7,7 @@ import io
 import json
 import shlex
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 
 from scaler.app import Scaler, start
 from scaler.keda_client import run
+from scaler.otlp import Kind, Sample
 from tests.integration.conftest import FAST, Harness, kserve_pod
 from tests.support.certs import Authority
 
@@ -74,6 +76,7 @@ async def test_the_quick_start_push_then_ask_prints_the_value(harness: Harness) 
     assert "HPA AverageValue: ceil(3 / 4) = 1 replica" in lines
 
 
+@pytest.mark.parametrize("settings", [replace(FAST, stale_after=30.0)])  # the child's start-up may take seconds
 async def test_the_command_as_users_run_it(harness: Harness) -> None:
     await harness.push([kserve_pod("p1", 5), kserve_pod("p2", 2)])
     argv = ["--scaler", f"127.0.0.1:{harness.scaler.ports['scaler']}", "--namespace", "ns"]
@@ -158,9 +161,17 @@ def pki(tmp_path: Path) -> dict[str, Path]:
 @pytest.fixture
 async def mtls_scaler(pki: dict[str, Path]) -> AsyncIterator[Scaler]:
     settings = replace(
-        FAST, tls_cert=str(pki["server_cert"]), tls_key=str(pki["server_key"]), tls_client_ca=str(pki["ca"])
+        FAST,
+        tls_cert=str(pki["server_cert"]),
+        tls_key=str(pki["server_key"]),
+        tls_client_ca=str(pki["ca"]),
+        stale_after=30.0,
     )
     scaler = await start(settings)
+    # One pod's sample straight into the store, so that every call has data to answer from; the OTLP
+    # receivers' mTLS is tested in test_security.py.
+    labels = (("deployment", "isvc-predictor"), ("namespace", "ns"), ("pod", "p1"))
+    scaler.store.append([Sample("vllm:num_requests_running", labels, Kind.GAUGE, 3.0)], time.monotonic())
     yield scaler
     await scaler.stop()
 

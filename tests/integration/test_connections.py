@@ -312,7 +312,7 @@ async def test_idle_connections_are_closed_after_the_idle_timeout(harness: Harne
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: scaler\r\n\r\n")
         answer = await closed_within(reader, 3.0)  # answered, kept alive, then closed once idle
     assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"ok\n")
-    await harness.keda.is_active(harness.keda.ref(KSERVE_METADATA))
+    await harness.keda.get_metric_spec(harness.keda.ref(KSERVE_METADATA))
     await eventually(lambda: harness.channel.get_state() == grpc.ChannelConnectivity.IDLE, timeout=4.0)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -19,6 +20,7 @@ import grpc
 import pytest
 
 from scaler.app import Scaler, start
+from scaler.otlp import Kind, Sample
 from tests.integration.conftest import FAST
 from tests.keda_contract import KedaClient
 
@@ -50,6 +52,8 @@ async def guarded(tmp_path: Path) -> AsyncIterator[Scaler]:
     tokens = tmp_path / "ops-tokens"
     tokens.write_text(f"{OPS_ANY}\n{OPS_NS} a  # sees namespace a only\n")
     scaler = await start(replace(FAST, ops_token_file=str(tokens)))
+    # a sample of another metric, so that a query that matches nothing reads 0 rather than "nothing received"
+    scaler.store.append([Sample("other", (("namespace", "c"), ("pod", "p")), Kind.GAUGE, 1.0)], time.monotonic())
     yield scaler
     await scaler.stop()
 

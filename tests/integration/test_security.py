@@ -68,12 +68,13 @@ def _client_credentials(pki: dict[str, Path | bytes], with_client_cert: bool) ->
 async def test_mtls_on_the_scaler_port(mtls_scaler: Scaler, pki: dict[str, Path | bytes]) -> None:
     address = f"127.0.0.1:{mtls_scaler.ports['scaler']}"
     async with grpc.aio.secure_channel(address, _client_credentials(pki, True)) as channel:
-        assert await KedaClient(channel).value(KedaClient.ref(KSERVE_METADATA)) == 0.0
+        # GetMetricSpec needs no data, so the UNAVAILABLE below can only be the transport's
+        assert (await KedaClient(channel).get_metric_spec(KedaClient.ref(KSERVE_METADATA))).metricSpecs
     for credentials in (_client_credentials(pki, False), None):
         channel = grpc.aio.secure_channel(address, credentials) if credentials else grpc.aio.insecure_channel(address)
         async with channel:
             with pytest.raises(grpc.aio.AioRpcError) as info:
-                await KedaClient(channel).value(KedaClient.ref(KSERVE_METADATA))
+                await KedaClient(channel).get_metric_spec(KedaClient.ref(KSERVE_METADATA))
             assert info.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
@@ -105,11 +106,12 @@ async def test_certificates_reload_when_their_files_change(tmp_path: Path) -> No
         address = f"127.0.0.1:{scaler.ports['scaler']}"
         trusts_second = grpc.ssl_channel_credentials(root_certificates=second.pem)
         async with grpc.aio.secure_channel(address, trusts_second) as channel:
-            with pytest.raises(grpc.aio.AioRpcError):
-                await KedaClient(channel).value(KedaClient.ref(KSERVE_METADATA))
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await KedaClient(channel).get_metric_spec(KedaClient.ref(KSERVE_METADATA))
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
         second.issue("scaler", server=True).write(tmp_path, "server")  # cert-manager renews in place
         async with grpc.aio.secure_channel(address, trusts_second) as channel:
-            assert await KedaClient(channel).value(KedaClient.ref(KSERVE_METADATA)) == 0.0
+            assert (await KedaClient(channel).get_metric_spec(KedaClient.ref(KSERVE_METADATA))).metricSpecs
         http_context = ssl.create_default_context(cadata=second.pem.decode())
         url = f"https://127.0.0.1:{scaler.ports['otlp-http']}/v1/metrics"
         async with (

@@ -67,7 +67,7 @@ async def grpc_accepts(scaler: Scaler, port_name: str, trust: bytes, client: Iss
     async with grpc.aio.secure_channel(f"127.0.0.1:{scaler.ports[port_name]}", credentials) as channel:
         try:
             if port_name == "scaler":
-                await KedaClient(channel).value(KedaClient.ref(KSERVE_METADATA))
+                await KedaClient(channel).get_metric_spec(KedaClient.ref(KSERVE_METADATA))  # needs no data
             else:
                 stub = metrics_service_pb2_grpc.MetricsServiceStub(channel)  # type: ignore[no-untyped-call]
                 await stub.Export(otlp_request("p1", 1.0), timeout=5)

@@ -7,14 +7,22 @@ import tracemalloc
 import pytest
 
 from scaler.errors import InvalidTrigger, LimitExceeded
+from scaler.otlp import Kind, Sample
 from scaler.store import Store
 from scaler.triggers import MAX_METADATA_VALUE, MAX_OBJECT_NAME, Triggers, parse_trigger
 
 META = {"metricQuery": "sum(m)", "targetValue": "1"}
 
 
+def received_store() -> Store:
+    """A store that has received a datapoint, so a query that never matched reads 0."""
+    store = Store(retention=60.0, max_series=10)
+    store.append([Sample("other", (("namespace", "elsewhere"),), Kind.GAUGE, 1.0)], now=0.0)
+    return store
+
+
 def make() -> Triggers:
-    return Triggers(Store(retention=60.0, max_series=10), stale_after=30.0, warmup_until=0.0)
+    return Triggers(received_store(), stale_after=30.0, warmup_until=0.0)
 
 
 def test_a_long_value_is_invalid_naming_its_key() -> None:
@@ -45,7 +53,7 @@ def test_long_scaledobject_names_and_namespaces_are_invalid(field: str) -> None:
 
 
 def test_remembered_triggers_are_capped_and_freed_when_idle() -> None:
-    triggers = Triggers(Store(retention=60.0, max_series=10), stale_after=30.0, warmup_until=0.0, max_triggers=3)
+    triggers = Triggers(received_store(), stale_after=30.0, warmup_until=0.0, max_triggers=3)
     for index in range(3):
         triggers.evaluate("ns", f"so-{index}", META, now=1.0)
     triggers.evaluate("ns", "so-0", META, now=2.0)  # a known trigger is still answered

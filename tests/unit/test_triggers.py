@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from scaler.errors import InvalidTrigger, StaleData, WarmingUp
+from scaler.errors import InvalidTrigger, NothingReceived, StaleData, WarmingUp
 from scaler.otlp import Kind, Sample
 from scaler.store import Store
 from scaler.triggers import (
@@ -206,9 +206,25 @@ def running(value: float, pod: str = "p0", namespace: str = "ns") -> Sample:
     return Sample("vllm:num_requests_running", labels, Kind.GAUGE, value)
 
 
-def make(retention: float = 120.0) -> tuple[Store, Triggers]:
+def make(retention: float = 120.0, received: bool = True) -> tuple[Store, Triggers]:
+    """A store that has received something (another team's metric) unless `received` is False."""
     store = Store(retention=retention, max_series=100)
+    if received:
+        store.append([Sample("other_team_metric", (("k8s.namespace.name", "elsewhere"),), Kind.GAUGE, 1.0)], now=0)
     return store, Triggers(store, stale_after=STALE_AFTER, warmup_until=WARMUP_UNTIL)
+
+
+def test_nothing_received_since_start_is_unavailable_not_zero() -> None:
+    """A scaler that no collector reaches must not answer 0 for every trigger once warm-up ends."""
+    store, triggers = make(received=False)
+    with pytest.raises(NothingReceived, match=r"no OTLP datapoint has reached this scaler since it started"):
+        triggers.evaluate("ns", "so", meta(), now=WARMUP_UNTIL)
+    with pytest.raises(NothingReceived):
+        triggers.evaluate("ns", "so", meta(clampMin="2"), now=WARMUP_UNTIL)
+    assert NothingReceived.grpc_code == "UNAVAILABLE"
+    store.append([Sample("other_team_metric", (("k8s.namespace.name", "elsewhere"),), Kind.GAUGE, 1.0)], now=40)
+    evaluation = triggers.evaluate("ns", "so", meta(), now=41)  # now a pool that never reported reads 0
+    assert (evaluation.value, evaluation.active) == (0.0, False)
 
 
 def test_never_matched_is_warming_up_then_zero_and_inactive() -> None:
@@ -243,7 +259,7 @@ def test_data_that_went_stale_is_an_error_not_zero() -> None:
 
 
 def test_data_that_expired_after_sweep_is_an_error_not_zero() -> None:
-    store, triggers = make(retention=60)
+    store, triggers = make(retention=60, received=False)
     store.append([running(3)], now=40)
     assert triggers.evaluate("ns", "so", meta(), now=45).value == 3.0
     assert store.sweep(now=200) == 1
