@@ -13,6 +13,7 @@ are datapoints per CPU-second, so a noisy shared machine moves both sides of eac
     python load/bench_ingest.py                       # 10,000 pods (a few minutes)
     python load/bench_ingest.py --smoke               # a few seconds
     python load/bench_ingest.py --profile /tmp/prof   # also py-spy the scaler during each measurement
+    python load/bench_ingest.py --series-per-pod 1    # pods whose collector keeps one metric, as KServe's does
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from otlp_payloads import HISTOGRAMS_PER_POD, SERIES_PER_POD, Batches, fleet
+from otlp_payloads import SERIES_PER_POD, Batches, fleet, leading_specs
 from scaler_process import ScalerProcess, spawn, terminate
 
 TARGET_DATAPOINTS_PER_SECOND = 400_000
@@ -136,7 +137,7 @@ class Clients:
     A job runs while the shared `running` number equals its own; then each process reports a Tally.
     """
 
-    def __init__(self, pods: int, processes: int) -> None:
+    def __init__(self, pods: int, processes: int, series: int) -> None:
         context = multiprocessing.get_context("spawn")
         self.events = context.Queue()
         self.running = context.RawValue("i", -1)
@@ -146,7 +147,16 @@ class Clients:
         self.workers = [
             context.Process(
                 target=client_process,
-                args=(first, min(share, pods - first), commands, self.events, self.running, self.answered, slot),
+                args=(
+                    first,
+                    min(share, pods - first),
+                    series,
+                    commands,
+                    self.events,
+                    self.running,
+                    self.answered,
+                    slot,
+                ),
                 daemon=True,
             )
             for slot, (first, commands) in enumerate(zip(range(0, pods, share), self.commands, strict=True))
@@ -186,13 +196,15 @@ class Clients:
             worker.join(timeout=30)
 
 
-def client_process(first: int, pods: int, commands: Any, events: Any, running: Any, answered: Any, slot: int) -> None:
+def client_process(
+    first: int, pods: int, series: int, commands: Any, events: Any, running: Any, answered: Any, slot: int
+) -> None:
     """Serialize pods [first, first + pods) once, then push each Job round-robin while it runs."""
-    per_pod = Batches(fleet(pods, first=first))
+    per_pod = Batches(fleet(pods, first=first), series=series)
     events.put(("built", os.getpid()))
     while (job := commands.get()) is not None:
         batches = per_pod.requests(job.pods_per_request)
-        sizes = [min(job.pods_per_request, pods - i) * SERIES_PER_POD for i in range(0, pods, job.pods_per_request)]
+        sizes = [min(job.pods_per_request, pods - i) * series for i in range(0, pods, job.pods_per_request)]
 
         def count(datapoints: int) -> None:
             answered[2 * slot] += datapoints
@@ -417,15 +429,15 @@ def core_decoder() -> Callable[[Any], Any]:
     return otlp.decode_export_request
 
 
-def ceiling(pods: int, pods_per_request: int, seconds: float) -> dict[str, float]:
+def ceiling(pods: int, pods_per_request: int, seconds: float, series: int) -> dict[str, float]:
     """Datapoints per CPU-second for parsing the requests, and for each further step of the core."""
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
     from scaler.store import Store
 
     decode_export_request = core_decoder()
-    bodies = Batches(fleet(pods)).requests(pods_per_request)
-    datapoints = pods * SERIES_PER_POD
+    bodies = Batches(fleet(pods), series=series).requests(pods_per_request)
+    datapoints = pods * series
     parse = ExportMetricsServiceRequest.FromString
     store = Store(retention=120.0, max_series=10**9)
     for body in bodies:  # create every series first: steady state, as in the scaler
@@ -493,8 +505,18 @@ def main() -> None:
     parser.add_argument("--no-sidecar", action="store_true", help="skip the one-pod-per-request gRPC scenario")
     parser.add_argument("--no-rotel", action="store_true", help="skip rotel's rows")
     parser.add_argument("--profile", type=Path, help="py-spy the scaler during each scenario, into this folder")
+    parser.add_argument(
+        "--series-per-pod",
+        type=int,
+        default=SERIES_PER_POD,
+        help=f"keep each pod's first metrics, this many series (1: one gauge, as KServe's filter) [{SERIES_PER_POD}]",
+    )
     parser.add_argument("--smoke", action="store_true", help="a tiny fleet for a few seconds")
     args = parser.parse_args()
+    try:
+        specs = leading_specs(args.series_per_pod)
+    except ValueError as exc:
+        parser.error(f"--series-per-pod: {exc}")
     if args.smoke:
         args.pods, args.pods_per_request, args.seconds, args.clients = 100, 25, 1.0, 1
     scenarios = [
@@ -510,9 +532,10 @@ def main() -> None:
         ]
 
     ceiling_pods = min(args.pods, CEILING_PODS)
-    rates = ceiling(ceiling_pods, args.pods_per_request, 0.2 if args.smoke else 5.0)
-    flags = ["--max-series", str(args.pods * SERIES_PER_POD * 2), "--warmup", "0s"]
-    clients = Clients(args.pods, args.clients)
+    series = args.series_per_pod
+    rates = ceiling(ceiling_pods, args.pods_per_request, 0.2 if args.smoke else 5.0, series)
+    flags = ["--max-series", str(args.pods * series * 2), "--warmup", "0s"]
+    clients = Clients(args.pods, args.clients, series)
     try:
         scaler = ScalerProcess(*flags)
         with scaler, tempfile.TemporaryDirectory(prefix="rotel-") as workdir:
@@ -530,8 +553,8 @@ def main() -> None:
 
     top = rates["parse"]
     print(
-        f"ingest: {args.pods:,} pods x {SERIES_PER_POD} series ({HISTOGRAMS_PER_POD} histograms) = "
-        f"{args.pods * SERIES_PER_POD:,} datapoints a round; {args.clients} client processes x {args.in_flight} "
+        f"ingest: {args.pods:,} pods x {series} series ({sum(s.kind == 'histogram' for s in specs)} histograms) = "
+        f"{args.pods * series:,} datapoints a round; {args.clients} client processes x {args.in_flight} "
         f"requests in flight; {args.seconds:g} s measured per scenario; {os.cpu_count()} CPUs"
     )
     header = (

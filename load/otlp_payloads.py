@@ -127,6 +127,22 @@ SERIES_PER_POD = sum(len(spec.points) for spec in CATALOGUE)
 HISTOGRAMS_PER_POD = sum(1 for spec in CATALOGUE if spec.kind == "histogram")
 
 
+def leading_specs(series: int) -> list[_Spec]:
+    """The catalogue's first metrics that hold exactly `series` series: a pod whose collector filters its
+    scrape down (KServe's keeps the one metric its InferenceService names; its first is a vLLM gauge)."""
+    kept: list[_Spec] = []
+    total = 0
+    for spec in CATALOGUE:
+        if total >= series:
+            break
+        kept.append(spec)
+        total += len(spec.points)
+    if series < 1 or total != series:
+        bounds = sorted({sum(len(s.points) for s in CATALOGUE[: k + 1]) for k in range(len(CATALOGUE))})
+        raise ValueError(f"series per pod must end on a whole metric of the catalogue, one of {bounds}; got {series}")
+    return kept
+
+
 def fleet(pods: int, namespace: str = "llm", deployment: str = "llama", first: int = 0) -> list[Pod]:
     return [Pod(i, namespace, deployment) for i in range(first, first + pods)]
 
@@ -154,10 +170,15 @@ class Batches:
 
     pods: Sequence[Pod]
     tick: int = 1
+    series: int = SERIES_PER_POD  # per pod: fewer keeps the catalogue's leading metrics (leading_specs)
     per_pod: list[bytes] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.per_pod = [export_request([pod], self.tick).SerializeToString() for pod in self.pods]
+        kept = len(leading_specs(self.series))
+        requests = [export_request([pod], self.tick) for pod in self.pods]
+        for request in requests:
+            del request.resource_metrics[0].scope_metrics[0].metrics[kept:]
+        self.per_pod = [request.SerializeToString() for request in requests]
 
     def requests(self, pods_per_request: int) -> list[bytes]:
         step = pods_per_request
