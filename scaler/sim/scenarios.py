@@ -8,13 +8,12 @@ and its seed give the same rows; `load/tracegen.py --all load/traces` writes eve
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from scaler.sim.trace import TraceRow, TraceShape, diurnal_rate, generate
+from scaler.sim.trace import TraceRow, TraceShape, diurnal_rate, generate, lognormal_tokens
 
 FLASH_CROWD, LONG_PROMPTS, LONG_GENERATIONS = "flash-crowd", "long-prompts", "long-generations"
 
@@ -89,13 +88,9 @@ def episode_rows(base: TraceShape, episode: Episode, rng: random.Random) -> Iter
             return
         if rng.random() * peak > rate(t):
             continue
-        prompt = _lognormal(rng, lengths.prompt_median, lengths.prompt_sigma, lengths.max_total_tokens - 1)
-        output = _lognormal(rng, lengths.output_median, lengths.output_sigma, lengths.max_total_tokens - prompt)
+        prompt = lognormal_tokens(rng, lengths.prompt_median, lengths.prompt_sigma, lengths.max_total_tokens - 1)
+        output = lognormal_tokens(rng, lengths.output_median, lengths.output_sigma, lengths.max_total_tokens - prompt)
         yield TraceRow(round(t, 3), prompt, output)
-
-
-def _lognormal(rng: random.Random, median: float, sigma: float, cap: int) -> int:
-    return max(1, min(cap, round(rng.lognormvariate(math.log(median), sigma))))
 
 
 def scenario_rows(scenario: Scenario) -> list[TraceRow]:

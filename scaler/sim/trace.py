@@ -81,12 +81,13 @@ def generate(shape: TraceShape, seed: int) -> Iterator[TraceRow]:
         rate = diurnal_rate(shape, t) * (shape.burst_multiplier if in_burst else 1.0)
         if rng.random() * peak > rate:
             continue
-        prompt = _lognormal(rng, shape.prompt_median, shape.prompt_sigma, shape.max_total_tokens - 1)
-        output = _lognormal(rng, shape.output_median, shape.output_sigma, shape.max_total_tokens - prompt)
+        prompt = lognormal_tokens(rng, shape.prompt_median, shape.prompt_sigma, shape.max_total_tokens - 1)
+        output = lognormal_tokens(rng, shape.output_median, shape.output_sigma, shape.max_total_tokens - prompt)
         yield TraceRow(round(t, 3), prompt, output)
 
 
-def _lognormal(rng: random.Random, median: float, sigma: float, cap: int) -> int:
+def lognormal_tokens(rng: random.Random, median: float, sigma: float, cap: int) -> int:
+    """A token count drawn log-normally around `median`, within 1..cap."""
     return max(1, min(cap, round(rng.lognormvariate(math.log(median), sigma))))
 
 

@@ -640,13 +640,18 @@ def test_demand_equal_to_the_pods_is_no_panic_even_at_threshold_one() -> None:
     assert answer.value == 2.0 and not decided(answer).in_panic
 
 
-def test_panic_ends_exactly_one_stable_window_after_it_was_last_seen() -> None:
+def two_pods_queue_twelve_each() -> tuple[Store, Triggers, list[FakePod], float]:
+    """Two calm prefill pods for a minute, then 12 waiting on each for 6 s: a panic asking for 5."""
     store, triggers = make()
     pods = [FakePod(f"p{i}") for i in range(2)]
     feed(store, pods, 0, 60)
     for pod in pods:
         pod.waiting = 12
-    now = feed(store, pods, 61, 66)
+    return store, triggers, pods, feed(store, pods, 61, 66)
+
+
+def test_panic_ends_exactly_one_stable_window_after_it_was_last_seen() -> None:
+    store, triggers, pods, now = two_pods_queue_twelve_each()
     assert decided(ask(triggers, now, phase="prefill")).in_panic
     for pod in pods:
         pod.waiting = 0
@@ -657,12 +662,7 @@ def test_panic_ends_exactly_one_stable_window_after_it_was_last_seen() -> None:
 
 
 def test_a_new_panic_does_not_inherit_an_old_floor() -> None:
-    store, triggers = make()
-    pods = [FakePod(f"p{i}") for i in range(2)]
-    feed(store, pods, 0, 60)
-    for pod in pods:
-        pod.waiting = 12
-    now = feed(store, pods, 61, 66)
+    store, triggers, pods, now = two_pods_queue_twelve_each()
     assert ask(triggers, now, phase="prefill").value == 5.0
     for pod in pods:
         pod.waiting = 0
@@ -676,12 +676,7 @@ def test_a_new_panic_does_not_inherit_an_old_floor() -> None:
 
 
 def test_panic_never_answers_fewer_than_the_pods_serving() -> None:
-    store, triggers = make()
-    pods = [FakePod(f"p{i}") for i in range(2)]
-    feed(store, pods, 0, 60)
-    for pod in pods:
-        pod.waiting = 12
-    now = feed(store, pods, 61, 66)
+    store, triggers, pods, now = two_pods_queue_twelve_each()
     assert ask(triggers, now, phase="prefill").value == 5.0
     for pod in pods:
         pod.waiting = 0
