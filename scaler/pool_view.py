@@ -272,8 +272,9 @@ class PoolView:
                 pod.asleep = asleep
                 entry.templates.append(_template(pod))
             entry.latency = latency
-        for i, window in enumerate(self.windows):
-            self._expires(entry, window, i, until[i])
+        if entry.templates:  # a pod with no load series has no window figure to expire
+            for i, window in enumerate(self.windows):
+                self._expires(entry, window, i, until[i])
         self._foresee(entry, until)
         if fresh_since < math.inf:
             self.arrivals += 1

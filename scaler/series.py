@@ -193,10 +193,6 @@ class Series:
         deltas = list(map(operator.sub, rows[last * w : last * w + w], rows[base * w : base * w + w]))
         return deltas, self.times[last] - self.times[base]
 
-    def mean_and_peak(self, since: float) -> tuple[float, float]:
-        """Mean and max of the first column over rows at or after `since` (the last row if none)."""
-        return self.mean_and_peak_from(self.first_index(since))
-
     def mean_and_peak_from(self, start: int) -> tuple[float, float]:
         """Mean and max of the first column over rows from `start` on (the last row if none)."""
         # an array slice: summed and compared at C speed

@@ -172,11 +172,10 @@ def read_pools(
     metrics: Iterable[str] = POOL_METRICS,
 ) -> list[PoolWindow]:
     """The same pool read over several windows: from the pool view ingest keeps, else by a scan."""
-    names = tuple(metrics)
-    if len(set(names)) == len(names):  # a name listed twice is read twice: only a scan does that
-        pools = store.pool_view(selector, names, tuple(windows), stale_after, now).read(store, now)
-        if pools is not None:
-            return pools
+    names = tuple(dict.fromkeys(metrics))  # a name listed twice is still one metric, read once
+    pools = store.pool_view(selector, names, tuple(windows), stale_after, now).read(store, now)
+    if pools is not None:
+        return pools
     return read_pools_scan(store, selector, now, windows, stale_after, names)
 
 
@@ -218,7 +217,7 @@ def read_pools_scan(
                     pod = pool.pods[series.pod] = PodSignals(series.pod)
                 if name not in ANNOTATIONS:
                     pod.age = min(pod.age, now - last)
-                read_series(pod, name, series, now - pool.window, _merge_into(pool))
+                apply_reading(pod, name, series, measure(series, name, now - pool.window), _merge_into(pool))
     for pool in pools:
         pool.matched_series = matched
         pool.newest_age = None if newest is None else now - newest
@@ -279,11 +278,6 @@ def _merge_into(pool: PoolWindow) -> LatencySink:
         (pool.ttft if name == TTFT else pool.itl).add(series, deltas)
 
     return merge_latency
-
-
-def read_series(pod: PodSignals, name: str, series: Series, since: float, latency: LatencySink) -> None:
-    """Read one fresh series over the window from `since` into `pod` (its latency buckets into `latency`)."""
-    apply_reading(pod, name, series, measure(series, name, since), latency)
 
 
 def measure(series: Series, name: str, since: float) -> Reading:
