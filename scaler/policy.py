@@ -212,8 +212,7 @@ def _gpu_time_signal(decode: list[Signal], prefill: list[Signal]) -> list[Signal
 def _gateway_signal(
     spec: PolicySpec, demand: float, growth: float, pods: list[Signal], pool: PoolWindow
 ) -> list[Signal]:
-    if spec.demand is None:
-        return []
+    assert spec.demand is not None  # only called with a demandQuery's figures
     per, operation = spec.demand.per_replica, spec.demand.operation
     source = f"({spec.demand.query} [{operation}])"
     # Little's law: the pods need `load` replicas for the `served` requests/s they take (headroom is in
@@ -232,7 +231,9 @@ def _gateway_signal(
             detail += f", growing {growth:.2f}/s: arrivals need {keep_up:.1f}"
         return [Signal("demand", figure, figure, detail, QUEUE, keep_up=keep_up)]
     if not known:
-        return []
+        if demand > 0 and not pool.serving:  # arrivals for a pool at zero: one pod, to learn what one takes
+            return [Signal("demand", 1.0, 1.0, f"gateway arrivals {demand:.2f}/s, no pod up to size by {source}")]
+        return []  # pods that serve nothing yet: their own signals hold them
     figure = demand * load / served
     per_pod = f"{served / load:.2f}/s per replica (pods serve {served:.2f}/s)"
     detail = f"gateway arrivals {demand:.2f}/s at {per_pod} {source}"

@@ -1042,3 +1042,18 @@ def test_the_queue_growth_needs_time_between_readings() -> None:
     big = PolicyState(queue_seen=(94.0, 150.0))  # a queue longer than the clock reads: still 50 over 6 s
     grown = recommend(spec, big, pool, pool, 100.0, demand=GatewayDemand(200.0, 200.0))[0]
     assert next(s for s in grown.panic.signals if s.name == "demand").keep_up == pytest.approx(1.0 + 50.0 / 6.0)
+
+
+def test_gateway_arrivals_for_a_pool_at_zero_ask_for_one_pod_never_zero() -> None:
+    """With no demandPerReplica, what a replica takes is learned from the pods; with none up, one."""
+    spec = parse_policy({**BASE, **RATE_DEMAND}, "ns")
+    empty = pool_of([], 60)
+    decision, _ = recommend(spec, PolicyState(), empty, empty, now=100.0, demand=GatewayDemand(24.0, 24.0))
+    demand = next(s for s in decision.stable.signals if s.name == "demand")
+    assert (demand.replicas, demand.detail) == (
+        1.0,
+        "gateway arrivals 24.00/s, no pod up to size by (sum(llm_d_epp_request) [rate])",
+    )
+    assert decision.replicas == 1
+    quiet, _ = recommend(spec, PolicyState(), empty, empty, now=100.0, demand=GatewayDemand(0.0, 0.0))
+    assert quiet.replicas == 0  # no arrivals, no pods: zero is the answer
