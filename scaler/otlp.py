@@ -186,7 +186,14 @@ def decode_steps(
                 count = len(points)
                 out.datapoints += count
                 done += count
-                name = _canonical(metric.name, which in _HISTOGRAM_TYPES)
+                # canonical names are never longer, at most `_total` shorter: a name far over the limit
+                # is refused before it reaches (and fills) the canonical-name cache
+                raw = metric.name
+                name = (
+                    raw[: max_name + 7]
+                    if len(raw) > max_name + len("_total")
+                    else _canonical(raw, which in _HISTOGRAM_TYPES)
+                )
                 if len(name) > max_name:
                     _refuse_all("label_too_long", which, name, data, points, resource, reader, limits, out)
                     continue
@@ -490,6 +497,7 @@ def _decode_numbers(
     held, samples, refused, isfinite = resource.by_key, out.samples, out.refused, math.isfinite
     for point in points:
         value = point.as_double or float(point.as_int)  # a oneof: the member not set reads 0
+        missing = not value and point.WhichOneof("value") is None  # neither set: no number, not a 0
         flags, start = point.flags, point.start_time_unix_nano
         clear = point.ClearField
         clear("time_unix_nano")
@@ -504,6 +512,8 @@ def _decode_numbers(
         elif flags & _NO_RECORDED_VALUE:
             samples.append(Sample(name, labels, kind, math.nan, no_value=True))
             out.ended += 1
+        elif missing:
+            refused["missing_value"] += 1
         elif not isfinite(value):
             refused["non_finite"] += 1
         elif monotonic_delta and value < 0:

@@ -46,6 +46,7 @@ from scaler.otlp import (
     read_json,
     read_protobuf,
 )
+from scaler.otlp import _canonical as _canonical  # the canonical-name cache
 
 CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
@@ -185,6 +186,36 @@ def test_non_finite_numbers_are_refused_and_counted(bad: float) -> None:
     assert decoded.refused == {"non_finite": 1}
     assert decoded.refused_total == 1
     assert [s.value for s in decoded.samples] == [1.0]
+
+
+def test_a_number_point_with_no_value_is_refused_not_read_as_zero() -> None:
+    """OTLP's value is a oneof: neither member set is no number (and not a no-recorded-value marker)."""
+    metric = Metric(
+        name="g",
+        gauge=Gauge(
+            data_points=[NumberDataPoint(attributes=attrs(engine="0")), NumberDataPoint(as_int=0), NumberDataPoint()]
+        ),
+    )
+    decoded = decode(metric)
+    assert decoded.refused == {"missing_value": 2}
+    assert [s.value for s in decoded.samples] == [0.0]  # an explicit 0 is a 0
+
+
+def test_a_name_far_over_the_limit_is_refused_without_filling_the_name_cache() -> None:
+    huge = "x" * 10_000
+    before = _canonical.cache_info()
+    refused = decode_export_request(
+        request(Metric(name=huge, gauge=Gauge(data_points=[NumberDataPoint(as_int=1)]))),
+        limits=PointLimits(max_name_length=253),
+    )
+    assert refused.refused == {"label_too_long": 1} and not refused.samples
+    after = _canonical.cache_info()
+    assert (after.hits, after.misses) == (before.hits, before.misses)  # never looked up, so never kept
+    kept = decode_export_request(  # within _total of the limit: canonicalised, then judged
+        request(Metric(name="y" * 253 + "_total", sum=Sum(is_monotonic=True, data_points=[NumberDataPoint(as_int=1)]))),
+        limits=PointLimits(max_name_length=253),
+    )
+    assert [s.name for s in kept.samples] == ["y" * 253]
 
 
 def test_non_finite_counter_is_refused() -> None:
@@ -866,7 +897,7 @@ def test_decoding_any_parsed_request_never_raises(req: ExportMetricsServiceReque
     decoded = decode_export_request(parsed)
     _check_decoded(decoded)
     assert len(decoded.samples) + decoded.refused_total == expected
-    assert set(decoded.refused) <= {"non_finite", "malformed_histogram", "negative_delta"}
+    assert set(decoded.refused) <= {"non_finite", "malformed_histogram", "negative_delta", "missing_value"}
 
 
 def _outcome(decoded: Decoded) -> tuple[object, ...]:
