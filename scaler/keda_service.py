@@ -50,15 +50,11 @@ class KedaService(pb_grpc.ExternalScalerServicer):
         stopping: asyncio.Event,
         stream_resend: float = STREAM_RESEND,
     ) -> None:
-        if stream_resend <= 0:
-            raise ValueError("stream_resend must be positive")
         self.triggers = triggers
         self.metrics = metrics
         self.clock = clock
-        self.changes = changes
         self.stopping = stopping
-        self.stream_resend = stream_resend
-        self.streams = StreamHub(
+        self.streams = StreamHub(  # refuses a stream_resend that is not positive
             lambda ref: self._evaluate(ref).active,
             changes,
             stopping,

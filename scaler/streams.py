@@ -10,7 +10,6 @@ when it has a message to send. `load/bench_streams.py` measures what open stream
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -133,9 +132,7 @@ class StreamHub:
             if self.stopping.is_set():
                 break
             wait = min(self.idle_recheck, next_resend - loop.time())
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, wait)):
-                    await change.wait()
+            await self.changes.wait(change, max(0.0, wait))
 
     async def _round(self, loop: asyncio.AbstractEventLoop) -> float:
         """Check every stream, yielding between slices; returns the earliest resend due."""
