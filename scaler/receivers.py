@@ -236,10 +236,11 @@ class Ingest:
     async def _ingest(
         self, body: bytes, content_type: str, transport: str, principal: Principal, holding: Holding, turn: Turn
     ) -> Counter[str]:
-        """One parse per piece. A request of one piece is decoded (and counted) before anything is stored; a
-        larger one is counted piece by piece first, so that over a limit it is refused whole, and then each
-        piece is stored as it is decoded, a few hundred samples at a time: samples that live for a whole
-        piece outlive the young garbage collections and make the full ones come often."""
+        """A request of one piece is parsed once and decoded (and counted) before anything is stored. A
+        larger one is parsed twice: piece by piece to count it, so that over a limit it is refused whole
+        while only its bytes are held (parsed pieces would be several times larger), then again to store
+        each piece as it is decoded, a few hundred samples at a time: samples that live for a whole piece
+        outlive the young garbage collections and make the full ones come often."""
         refused: Counter[str] = Counter()
         reader = self.labels.reader()
         if content_type != JSON and len(body) <= PIECE_BYTES:
