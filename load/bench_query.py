@@ -8,11 +8,14 @@ GetMetrics for two kedify-style query triggers (KServe's `sum(...)` of a gauge; 
 and GetMetrics for a `policy: vllm` trigger. Every trigger selects the whole fleet. Windows are set
 to cover every push, so each series contributes all its rows, as it would in steady state.
 
-Two lines come from the core in this process, in virtual time: the longest slice of
+Three lines come from the core in this process, in virtual time: the longest slice of
 `Store.sweep_slices` at 10,000 pods (400,000 series), live and all expired, which is how long a sweep
-holds the event loop; and a policy trigger read (`read_pools` + `recommend`) at 5,000 pods while the
+holds the event loop; a policy trigger read (`read_pools` + `recommend`) at 5,000 pods while the
 fleet keeps pushing in step (a push every 5 s, 100 pods a request, windows 60 s / 6 s), with the
-longest push (`Store.append` of one request) beside it: what ingest pays to keep the pool views.
+longest push (`Store.append` of one request) beside it: what ingest pays to keep the pool views; and
+a policy trigger's evaluation on a quiet store like the servers' above (`Triggers.evaluate`, and its
+`read_pools` and `recommend` apart), with its top functions under cProfile: what a computing call
+costs in Python, without gRPC. The timed tables also list each call's five slowest.
 
     python load/bench_query.py                       # 10, 1,000 and 5,000 pods (a few minutes)
     python load/bench_query.py --smoke               # a few seconds
@@ -23,7 +26,10 @@ longest push (`Store.append` of one request) beside it: what ingest pays to keep
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import math
+import pstats
 import random
 import time
 from collections.abc import Callable
@@ -43,7 +49,7 @@ from scaler.policy import PolicyState, pool_metrics, recommend
 from scaler.policy_spec import PolicySpec
 from scaler.signals import read_pools
 from scaler.store import Store
-from scaler.triggers import parse_trigger
+from scaler.triggers import Triggers, parse_trigger
 
 TARGET_RATIO = 2.0  # query triggers, at the largest size
 POLICY_TARGETS = {1000: 2.0, 5000: 5.0}  # policy trigger p99 against the empty call, by fleet size
@@ -71,6 +77,7 @@ TRIGGERS = {
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 IDLE = "empty call, before any push"
 EMPTY = "empty call (health Check)"
+SHORT = {IDLE: "empty before", EMPTY: "empty among"}
 
 
 @dataclass
@@ -233,6 +240,50 @@ def steady_reads(pods: int, seconds: float, reads: int) -> str:
     )
 
 
+def policy_evaluation(pods: int, calls: int = 200) -> str:
+    """A policy trigger evaluated on a quiet store, as the servers above hold it (5 pushes, windows that
+    cover them), a call every 0.6 s of virtual time: p50 of the whole evaluation and of its two parts,
+    then the same calls under cProfile, by self time."""
+    store = Store(retention=600.0, max_series=pods * 100)
+    for tick, requests in enumerate(_decoded(pods, 5), start=1):
+        for samples in requests:
+            store.append(samples, float(tick))
+    metadata = TRIGGERS["policy unified"]
+    spec = parse_trigger(metadata, NAMESPACE)
+    assert isinstance(spec, PolicySpec)
+    windows, names = (spec.stable_window, spec.panic_window), pool_metrics(spec)
+    triggers = Triggers(store, stale_after=600.0, warmup_until=0.0)
+    now = 10.0
+    triggers.evaluate(NAMESPACE, DEPLOYMENT, metadata, now)  # builds the pool view
+    parts: dict[str, list[float]] = {"evaluate": [], "read_pools": [], "recommend": []}
+    for _ in range(calls):
+        now += 0.6
+        started = time.perf_counter()
+        triggers.evaluate(NAMESPACE, DEPLOYMENT, metadata, now)
+        evaluated = time.perf_counter()
+        stable, panic = read_pools(store, spec.selector, now, windows, 600.0, names)
+        read = time.perf_counter()
+        recommend(spec, PolicyState(), stable, panic, now)
+        parts["evaluate"].append(evaluated - started)
+        parts["read_pools"].append(read - evaluated)
+        parts["recommend"].append(time.perf_counter() - read)
+    profile = cProfile.Profile()
+    profile.enable()
+    for _ in range(calls):
+        now += 0.6
+        triggers.evaluate(NAMESPACE, DEPLOYMENT, metadata, now)
+    profile.disable()
+    figures = ", ".join(f"{name} {sorted(t)[len(t) // 2] * 1e6:,.0f} us" for name, t in parts.items())
+    stats = pstats.Stats(profile, stream=io.StringIO())
+    total = sum(row[2] for row in stats.stats.values())  # type: ignore[attr-defined]
+    top = sorted(stats.stats.items(), key=lambda item: -item[1][2])[:6]  # type: ignore[attr-defined]
+    shares = "; ".join(f"{row[2] / total:.0%} {Path(where[0]).name}:{where[2]}" for where, row in top)
+    return (
+        f"SUMMARY policy evaluation in process: {pods:,} pods, quiet store, {calls} calls, p50: {figures}; "
+        f"under cProfile, by self time: {shares}"
+    )
+
+
 def _push_in_step(
     store: Store, ticks: list[list[list[Sample]]], moments: list[float], read: Callable[[Store, float], None] | None
 ) -> list[float]:
@@ -276,15 +327,17 @@ def main() -> None:
     parser.add_argument("--profile-seconds", type=float, default=15.0)
     parser.add_argument("--sweep-pods", type=int, default=10_000, help="pods for the sweep line [10000]")
     parser.add_argument("--steady-pods", type=int, default=5_000, help="pods for the steady-reads line [5000]")
+    parser.add_argument("--evaluation-pods", type=int, default=1_000, help="pods for the evaluation line [1000]")
     parser.add_argument("--smoke", action="store_true", help="10 and 100 pods, a few calls")
-    parser.add_argument("--core-only", action="store_true", help="only the two lines measured in this process")
+    parser.add_argument("--core-only", action="store_true", help="only the lines measured in this process")
     args = parser.parse_args()
     if args.smoke:
         args.pods, args.pushes, args.calls, args.budget, args.spacing = [10, 100], 2, 20, 5.0, 0.0
-        args.sweep_pods, args.steady_pods = 200, 200
+        args.sweep_pods, args.steady_pods, args.evaluation_pods = 200, 200, 100
     if args.core_only:
         print(steady_reads(args.steady_pods, seconds=60.0, reads=200))
         print(sweep_stall(args.sweep_pods))
+        print(policy_evaluation(args.evaluation_pods))
         return
     results = [measure_size(p, args, bool(args.profile) and p == max(args.pods)) for p in args.pods]
 
@@ -308,6 +361,11 @@ def main() -> None:
             )
             if lat.error:
                 print(f"       first error: {lat.error}")
+        slowest = "; ".join(
+            f"{SHORT.get(name, name)} {' '.join(f'{t * 1e3:.2f}' for t in sorted(lat.seconds)[-5:])}"
+            for name, lat in result.calls.items()
+        )
+        print(f"{result.pods:>6} slowest 5, ms: {slowest}")
         for name, text in result.profiles.items():
             print(f"  profile at {result.pods:,} pods, {name} (calls back to back):\n{text}")
     print(
@@ -330,6 +388,7 @@ def main() -> None:
         print(f"SUMMARY policy: p99 at {'; '.join(policy)}")
     print(steady_reads(args.steady_pods, seconds=60.0 if not args.smoke else 6.0, reads=200 if not args.smoke else 20))
     print(sweep_stall(args.sweep_pods))
+    print(policy_evaluation(args.evaluation_pods))
     largest = results[-1]
     empty = largest.calls[IDLE]
     ratios = {

@@ -45,6 +45,7 @@ Everything is a pure function of its inputs and `now`; state between evaluations
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from scaler import inflight
@@ -143,7 +144,7 @@ class Decision:
     stable: WindowFigures
     panic: WindowFigures
     in_panic: bool
-    pods: tuple[PodSignals, ...]
+    pods: Sequence[PodSignals]  # by name; from a pool view, built when first read
     notes: tuple[str, ...] = ()
     asleep_pods: int = 0  # held on top of the demand: neither capacity nor idle
     ttft: float | None = None  # observed quantile over the stable window
@@ -231,7 +232,7 @@ def _gateway_signal(
             detail += f", growing {growth:.2f}/s: arrivals need {keep_up:.1f}"
         return [Signal("demand", figure, figure, detail, QUEUE, keep_up=keep_up)]
     if not known:
-        if demand > 0 and not pool.serving:  # arrivals for a pool at zero: one pod, to learn what one takes
+        if demand > 0 and not pool.count("serving"):  # arrivals for a pool at zero: one pod, to learn what one takes
             return [Signal("demand", 1.0, 1.0, f"gateway arrivals {demand:.2f}/s, no pod up to size by {source}")]
         return []  # pods that serve nothing yet: their own signals hold them
     figure = demand * load / served
@@ -243,7 +244,7 @@ def _gateway_signal(
 def _decode_signals(spec: PolicySpec, pool: PoolWindow, state: PolicyState) -> list[Signal]:
     out: list[Signal] = []
     headroom = spec.headroom
-    if spec.target_running is not None and pool.reporting("running"):
+    if spec.target_running is not None and pool.count("running"):
         # A request queued at a decode pod wants a batch slot as much as one running: a batch that
         # is full at max_num_seqs would otherwise hide the demand behind it.
         running = pool.total("running")
@@ -256,20 +257,19 @@ def _decode_signals(spec: PolicySpec, pool: PoolWindow, state: PolicyState) -> l
         if served > 0:  # arrivals are what the pods serve plus what piles up (Little's law)
             keep_up *= 1 + max(0.0, pool.total("waiting_growth")) / served
         out.append(Signal("running", total / per, peak / per, detail, QUEUE, keep_up=keep_up))
-    kv_pods = pool.reporting("kv")
-    if kv_pods:
-        preempting = [p for p in kv_pods if (p.preemption_rate or 0.0) > 0]
-        usage = [1.0 if p in preempting else p.kv or 0.0 for p in kv_pods]
-        peaks = [1.0 if p in preempting else p.kv_peak or 0.0 for p in kv_pods]
-        mean = math.fsum(usage) / len(usage)
+    kv_pods = pool.count("kv")
+    if kv_pods:  # a pod that preempts counts as full (signals.POOL_FIGURES: kv_load)
+        preempting = pool.count("kv_preempting")
+        usage = pool.total("kv_load")
+        mean = usage / kv_pods
         relation = ">" if mean > spec.target_kv else "<="
-        detail = f"kv {mean:.2f} {relation} {spec.target_kv:.2f} on {len(kv_pods)} pods"
+        detail = f"kv {mean:.2f} {relation} {spec.target_kv:.2f} on {kv_pods} pods"
         if preempting:
-            detail += f" ({len(preempting)} preempting)"
+            detail += f" ({preempting} preempting)"
         per = spec.target_kv * headroom
-        out.append(Signal("kv", math.fsum(usage) / per, math.fsum(peaks) / per, detail))
+        out.append(Signal("kv", usage / per, pool.total("kv_peak_load") / per, detail))
     known = _capacity(spec.decode_capacity, state.decode, spec.stable_window)
-    if known is not None and pool.reporting("generation_rate"):
+    if known is not None and pool.count("generation_rate"):
         capacity, label, bounded = known
         demand = pool.total("generation_rate")
         figure = demand / capacity / headroom
@@ -277,7 +277,7 @@ def _decode_signals(spec: PolicySpec, pool: PoolWindow, state: PolicyState) -> l
         out.append(Signal("decode_tokens", figure, figure, detail, bounded=bounded))
     if spec.itl is not None:
         observed = pool.itl.quantile(spec.itl_quantile)
-        out += _latency_correction("itl", observed, spec.itl, spec.itl_quantile, len(pool.serving))
+        out += _latency_correction("itl", observed, spec.itl, spec.itl_quantile, pool.count("serving"))
     return out
 
 
@@ -285,7 +285,7 @@ def _prefill_signals(spec: PolicySpec, pool: PoolWindow, state: PolicyState) -> 
     out: list[Signal] = []
     headroom = spec.headroom
     refused = pool.total("rejection_rate")  # requests/s refused at admission: demand the queue never held
-    if pool.reporting("waiting"):
+    if pool.count("waiting"):
         total, peak = pool.total("waiting"), pool.total("waiting_peak")
         wait = spec.ttft if spec.ttft is not None else _REFUSED_WAIT
         extra = refused * wait
@@ -296,7 +296,7 @@ def _prefill_signals(spec: PolicySpec, pool: PoolWindow, state: PolicyState) -> 
         per = spec.target_waiting * headroom
         out.append(Signal("waiting", (total + extra) / per, (peak + extra) / per, detail, QUEUE))
     known = _capacity(spec.prefill_capacity, state.prefill, spec.stable_window)
-    if known is not None and pool.reporting("prompt_rate"):
+    if known is not None and pool.count("prompt_rate"):
         capacity, label, bounded = known
         rate = pool.total("prompt_rate")
         backlog = backlog_peak = refused_tokens = growth = 0.0
@@ -322,34 +322,32 @@ def _prefill_signals(spec: PolicySpec, pool: PoolWindow, state: PolicyState) -> 
         out.append(Signal("prefill_tokens", demand / per, peak_demand / per, detail, QUEUE, arrivals / per, bounded))
     if spec.ttft is not None:
         observed = pool.ttft.quantile(spec.ttft_quantile)
-        out += _latency_correction("ttft", observed, spec.ttft, spec.ttft_quantile, len(pool.serving))
+        out += _latency_correction("ttft", observed, spec.ttft, spec.ttft_quantile, pool.count("serving"))
     return out
 
 
 def _waiting_source(pool: PoolWindow) -> str:
     """' (capacity)' when pods count only their capacity queue (num_requests_waiting_by_reason)."""
-    reporting = pool.reporting("waiting")
-    split = sum(p.waiting_by_reason for p in reporting)
+    reporting, split = pool.count("waiting"), pool.count("waiting_split")
     if not split:
         return ""
-    return " (capacity)" if split == len(reporting) else f" (capacity on {split}/{len(reporting)} pods)"
+    return " (capacity)" if split == reporting else f" (capacity on {split}/{reporting} pods)"
 
 
 def waiting_note(pool: PoolWindow) -> str | None:
     """Which waiting figure each pod gave: the capacity queue, or the whole num_requests_waiting."""
-    reporting = pool.reporting("waiting")
+    reporting, split = pool.count("waiting"), pool.count("waiting_split")
     if not reporting:
         return None
-    split = [p for p in reporting if p.waiting_by_reason]
     if not split:
-        return f"waiting: num_requests_waiting on {len(reporting)} pods (none reports num_requests_waiting_by_reason)"
-    deferred = math.fsum(p.waiting_deferred or 0.0 for p in split)
+        return f"waiting: num_requests_waiting on {reporting} pods (none reports num_requests_waiting_by_reason)"
+    deferred = pool.total("waiting_split_deferred")
     note = (
-        f'waiting: num_requests_waiting_by_reason{{reason="capacity"}} on {len(split)} of {len(reporting)} pods, '
+        f'waiting: num_requests_waiting_by_reason{{reason="capacity"}} on {split} of {reporting} pods, '
         f"leaving out {deferred:.1f} deferred (LoRA budget, KV transfer)"
     )
-    if len(split) < len(reporting):
-        note += f"; num_requests_waiting on the other {len(reporting) - len(split)}"
+    if split < reporting:
+        note += f"; num_requests_waiting on the other {reporting - split}"
     return note
 
 
@@ -372,23 +370,23 @@ def _latency_correction(name: str, observed: float | None, slo: float, q: float,
 
 def learn_capacity(state: PolicyState, pool: PoolWindow, now: float) -> tuple[PolicyState, list[str]]:
     """Learn per-pod token throughput from pods that had a queue (they were running flat out)."""
-    saturated = [p for p in pool.serving if (p.waiting or 0.0) >= 1.0]
-    prefill, prefill_note = _learn(state.prefill, [p.prompt_rate for p in saturated], "prefill", now)
-    decode, decode_note = _learn(state.decode, [p.generation_rate for p in saturated], "decode", now)
+    prefill, prefill_note = _learn(state.prefill, pool, "saturated_prompt_rate", "prefill", now)
+    decode, decode_note = _learn(state.decode, pool, "saturated_generation_rate", "decode", now)
     notes = [n for n in (prefill_note, decode_note) if n]
     return replace(state, prefill=prefill, decode=decode), notes
 
 
-def _learn(old: Learned | None, rates: list[float | None], what: str, now: float) -> tuple[Learned | None, str]:
-    observed = [r for r in rates if r is not None and r > 0]
+def _learn(old: Learned | None, pool: PoolWindow, figure: str, what: str, now: float) -> tuple[Learned | None, str]:
+    """`figure`: a token rate > 0 of a serving pod with a queue of at least one (signals.POOL_FIGURES)."""
+    observed = pool.count(figure)
     if not observed:
         return old, ""
-    mean = math.fsum(observed) / len(observed)
+    mean = pool.total(figure) / observed
     if old is None:
         new = Learned(mean, now, now)
     else:
         new = Learned(old.value + _LEARN_RATE * (mean - old.value), old.first, now)
-    return new, f"{what} capacity learned: {new.value:.0f} tok/s/pod from {len(observed)} queued pods"
+    return new, f"{what} capacity learned: {new.value:.0f} tok/s/pod from {observed} queued pods"
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,8 +460,8 @@ def recommend(
 ) -> tuple[Decision, PolicyState]:
     """The replica recommendation for a pool, and the state to carry to the next evaluation."""
     state, notes = _learning(spec, state, stable, now)
-    pods = len(stable.serving)
-    asleep = len(stable.asleep)
+    pods = stable.count("serving")
+    asleep = stable.asleep_count
     if asleep:
         notes.append(f"{asleep} pods asleep (engine_sleep_state): not capacity, not idle; held on top of the demand")
     flight = inflight.arrive(state.flight, pods, now)
@@ -562,7 +560,7 @@ def recommend(
         stable=stable_figures,
         panic=panic_figures,
         in_panic=in_panic,
-        pods=tuple(sorted(stable.pods.values(), key=lambda p: p.pod)),
+        pods=stable.by_name(),
         notes=tuple(notes),
         asleep_pods=asleep,
         ttft=stable.ttft.quantile(spec.ttft_quantile),

@@ -5,16 +5,19 @@ match. A pod's figures are recomputed with the scan's own readers (scaler.signal
 `apply_reading`) when one of its series gets a sample, when a window's start passes a row a reading
 used, or when a series goes stale; heaps hold those moments, and each push also works out what each
 window becomes once its oldest row leaves, so that a fleet pushing in step does not leave that work
-to a call. A call then builds one PodSignals per pod and window. Recomputing rather than subtracting
-rows keeps every per-pod figure exactly what a scan gives. Pool totals are exact integers in units of
-2**-1074 (every float is a whole number of them), so `PoolWindow.total` is math.fsum's correctly
-rounded answer in any order of updates; latency buckets hold whole counts, which float sums add and
-take away exactly.
+to a call. Recomputing rather than subtracting rows keeps every per-pod figure exactly what a scan
+gives. Each window also keeps, over its serving pods, the totals and counts of the figures the policy
+reads (scaler.signals POOL_FIGURES), so a call visits no pod: the view lends it the pods' templates
+(and copies them before its next change), and PodSignals are built from them only if something lists
+the pods (an explanation). Totals are exact integers in units of 2**-1074 (every float is a whole
+number of them), so `PoolWindow.total` is math.fsum's correctly rounded answer in any order of
+updates; latency buckets hold whole counts, which float sums add and take away exactly.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import math
 import operator
@@ -28,7 +31,9 @@ from scaler.series import Series
 from scaler.signals import (
     ANNOTATIONS,
     LATENCIES,
+    POOL_FIGURES,
     SLEEP_STATE,
+    Kept,
     Latency,
     LatencySink,
     PodSignals,
@@ -45,14 +50,18 @@ from scaler.views import ExactSum, units
 if TYPE_CHECKING:
     from scaler.store import Store
 
-_TEMPLATE = tuple(f.name for f in fields(PodSignals))[:-1]  # every field but `age`, which is the last
-_TOTALED = tuple(i for i, name in enumerate(_TEMPLATE) if name not in ("pod", "waiting_by_reason", "asleep"))
-_ASLEEP = _TEMPLATE.index("asleep")
+_FIELDS = tuple(f.name for f in fields(PodSignals))[:-1]  # every field but `age`, which is the last
+_FIGURES = tuple(POOL_FIGURES)
+# A template: a pod's PodSignals fields but age, then its POOL_FIGURES figures, which the totals sum.
+_TOTALED = tuple(range(len(_FIELDS), len(_FIELDS) + len(_FIGURES)))
+_ASLEEP = _FIELDS.index("asleep")
 _HUGE = 2.0**1000  # beyond this, fsum's own overflow rules may differ from an exact sum: compute it then
 _signals: Callable[..., PodSignals] = PodSignals  # from a template's fields, then the age
-_template: Callable[[PodSignals], tuple[Any, ...]] = operator.attrgetter(*_TEMPLATE)
-_NOTHING = (None,) * len(_TEMPLATE)
+_fields: Callable[[PodSignals], tuple[Any, ...]] = operator.attrgetter(*_FIELDS)
+_figures = tuple(POOL_FIGURES.values())
+_NOTHING = (None,) * (len(_FIELDS) + len(_FIGURES))
 Increase = tuple[str, Series, tuple[float, ...], list[float]]  # a latency series' (metric, series, bounds, deltas)
+Shift = tuple[int, int, int, int]  # how one of a window's totals moves: (figure, units, odd terms, pods counted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +96,7 @@ class _Piece:
     template: tuple[Any, ...]
     latency: list[Increase]
     measured: dict[Series, Reading]
-    totals: list[tuple[int, int, int]]  # how the pool's totals move when it is installed
+    totals: list[Shift]  # how the pool's totals move when it is installed
     buckets: list[tuple[str, tuple[float, ...], list[float], int]]  # and its merged latency buckets
 
 
@@ -103,6 +112,9 @@ class _Window:
 
     seconds: float
     totals: list[ExactSum] = field(default_factory=lambda: [ExactSum(_HUGE) for _ in _TOTALED])
+    counts: list[int] = field(default_factory=lambda: [0 for _ in _TOTALED])  # serving pods with each figure
+    templates: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # per member pod: copied by a read
+    figures: tuple[dict[str, float | None], dict[str, int]] | None = None  # totals and counts, until they move
     latency: dict[str, dict[tuple[float, ...], _Group]] = field(default_factory=lambda: {n: {} for n in LATENCIES})
     expiries: list[tuple[float, int, _Pod, int]] = field(default_factory=list)  # (until, tie, pod, stamp)
 
@@ -113,6 +125,10 @@ class PoolView:
         self.order = {name: read_order(name) for name in key.metrics}
         self.pods: dict[str, _Pod] = {}
         self.members: dict[str, _Pod] = {}  # pods with a fresh load series: the ones a read returns
+        self.lasts: dict[str, float] = {}  # per member: receive time of its newest load sample
+        self.youngest: float | None = None  # the greatest of `lasts`, when `youngest_known`
+        self.youngest_known = True
+        self.lent = False  # a read holds `lasts` and the windows' templates: copy them before a change
         self.held: dict[Series, _Pod] = {}
         self.dirty: dict[_Pod, None] = {}
         self.windows = [_Window(w) for w in key.windows]
@@ -219,12 +235,27 @@ class PoolView:
                 latency_before[i] if latency_before else [], entry.latency[i] if entry.latency else []
             )
             _shift(window, totals, buckets)
+        pod = entry.pod
+        self._own()
+        was = self.lasts.get(pod)
         if entry.templates:
-            self.members[entry.pod] = entry
+            self.members[pod] = entry
+            self.lasts[pod] = entry.last
+            for window, template in zip(self.windows, entry.templates, strict=True):
+                window.templates[pod] = template
         else:
-            self.members.pop(entry.pod, None)
-            if not entry.series and entry not in self.broken:
-                del self.pods[entry.pod]
+            self.members.pop(pod, None)
+            self.lasts.pop(pod, None)
+            for window in self.windows:
+                window.templates.pop(pod, None)
+        if self.youngest_known:
+            last = self.lasts.get(pod)
+            if was is not None and was == self.youngest and (last is None or last < was):
+                self.youngest_known = False  # the greatest left or fell: found again by the next read
+            elif last is not None and (self.youngest is None or last > self.youngest):
+                self.youngest = last
+        if not entry.templates and not entry.series and entry not in self.broken:
+            del self.pods[entry.pod]
 
     def _read(self, entry: _Pod) -> None:
         """The pod's part of a scan at the view's clock, and when each window's read stops holding."""
@@ -331,7 +362,8 @@ class PoolView:
         for series, reading in piece.measured.items():
             readings = entry.readings[series]
             readings[index] = reading
-        entry.templates[index] = piece.template
+        self._own()
+        entry.templates[index] = window.templates[entry.pod] = piece.template
         entry.latency[index] = piece.latency
         _shift(window, piece.totals, piece.buckets)
         self._expires(entry, window, index, piece.until)
@@ -366,15 +398,30 @@ class PoolView:
             return None
         newest = self._newest()
         newest_age = None if newest is None else now - newest
-        members = list(self.members.values())
+        lasts, self.lent = self.lasts, True  # the pods as this read sees them, until a change copies them
+        if not self.youngest_known:
+            self.youngest, self.youngest_known = max(lasts.values(), default=None), True
+        youngest = None if self.youngest is None else now - self.youngest  # the least age: now - last is monotone
         pools = []
         for i, window in enumerate(self.windows):
-            pods = {m.pod: _signals(*m.templates[i], now - m.last) for m in members}
-            totals = {_TEMPLATE[index]: total.value() for index, total in zip(_TOTALED, window.totals, strict=True)}
+            templates = window.templates
+            if window.figures is None:  # handed to reads as they are: a shift replaces them
+                totals = {name: total.value() for name, total in zip(_FIGURES, window.totals, strict=True)}
+                window.figures = totals, dict(zip(_FIGURES, window.counts, strict=True))
+            totals, counts = window.figures
+            kept = Kept(totals, counts, len(lasts), youngest, functools.partial(_pods, templates, lasts, now))
             ttft, itl = (self._latency(store, window, name, i) for name in LATENCIES)
-            memo: dict[str, Any] = {"totals": totals}
-            pools.append(PoolWindow(window.seconds, pods, ttft, itl, len(self.held), newest_age, memo))
+            pools.append(PoolWindow(window.seconds, ttft, itl, len(self.held), newest_age, kept))
         return pools
+
+    def _own(self) -> None:
+        """Copy what reads were lent before changing it: a read then costs no copy of every pod, and a
+        push pays one copy per read at most (a pool read once per KEDA poll pays rarely)."""
+        if self.lent:
+            self.lasts = self.lasts.copy()
+            for window in self.windows:
+                window.templates = window.templates.copy()
+            self.lent = False
 
     def _newest(self) -> float | None:
         if not self.newest_known:
@@ -397,9 +444,18 @@ class PoolView:
         return Latency()
 
 
-def _shifts(before: tuple[Any, ...] | None, after: tuple[Any, ...] | None) -> list[tuple[int, int, int]]:
-    """How the pool's totals move when a pod's figures go from `before` to `after`: (total, units, odd)
-    for each that changes. A sleeping pod counts for none."""
+def _pods(templates: dict[str, tuple[Any, ...]], lasts: dict[str, float], now: float) -> dict[str, PodSignals]:
+    width = len(_FIELDS)
+    return {pod: _signals(*t[:width], now - lasts[pod]) for pod, t in templates.items()}
+
+
+def _template(pod: PodSignals) -> tuple[Any, ...]:
+    return (*_fields(pod), *(figure(pod) for figure in _figures))
+
+
+def _shifts(before: tuple[Any, ...] | None, after: tuple[Any, ...] | None) -> list[Shift]:
+    """How the pool's totals move when a pod's figures go from `before` to `after`: (total, units, odd,
+    count) for each that changes. A sleeping pod counts for none."""
     old = before if before is not None and not before[_ASLEEP] else _NOTHING
     new = after if after is not None and not after[_ASLEEP] else _NOTHING
     out = []
@@ -407,15 +463,16 @@ def _shifts(before: tuple[Any, ...] | None, after: tuple[Any, ...] | None) -> li
         was, now = old[index], new[index]
         if was == now:  # None and None too; 0.0 and -0.0 add the same nothing
             continue
-        whole = odd = 0
+        whole = odd = count = 0
         for value, sign in ((was, -1), (now, 1)):
             if value is None:
                 continue
+            count += sign
             if math.isfinite(value) and abs(value) < _HUGE:
                 whole += sign * units(value)
             else:
                 odd += sign
-        out.append((position, whole, odd))
+        out.append((position, whole, odd, count))
     return out
 
 
@@ -437,12 +494,15 @@ def _bucket_shifts(
 
 
 def _shift(
-    window: _Window, totals: list[tuple[int, int, int]], buckets: list[tuple[str, tuple[float, ...], list[float], int]]
+    window: _Window, totals: list[Shift], buckets: list[tuple[str, tuple[float, ...], list[float], int]]
 ) -> None:
-    for position, whole, odd in totals:
+    if totals:
+        window.figures = None
+    for position, whole, odd, count in totals:
         total = window.totals[position]
         total.whole += whole
         total.odd += odd
+        window.counts[position] += count
     for name, bounds, counts, series in buckets:
         layouts = window.latency[name]
         group = layouts.get(bounds)

@@ -8,15 +8,17 @@ Which vLLM metrics these are, and how they changed between versions: docs/vllm-m
 
 `read_pools` answers from a pool view that ingest keeps (scaler.pool_view); `read_pools_scan` reads
 every series instead, with the same per-series readers, when no view can answer (a clock that went
-back, arithmetic that overflowed).
+back, arithmetic that overflowed). The policy reads a window through `total` and `count` of
+POOL_FIGURES, which a view keeps on ingest, so a call costs the same at 10 pods as at 5,000.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+import operator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, overload
 
 from scaler.expression import Selector
 from scaler.histograms import merge, quantile
@@ -103,52 +105,202 @@ class Latency:
         return sum(self.counts)
 
 
+def _kv_load(pod: PodSignals) -> float | None:
+    """A pod that preempts has run out of KV cache, whatever its mean usage says."""
+    if pod.kv is None:
+        return None
+    return 1.0 if (pod.preemption_rate or 0.0) > 0 else pod.kv or 0.0
+
+
+def _kv_peak_load(pod: PodSignals) -> float | None:
+    if pod.kv is None:
+        return None
+    return 1.0 if (pod.preemption_rate or 0.0) > 0 else pod.kv_peak or 0.0
+
+
+def _kv_preempting(pod: PodSignals) -> float | None:
+    return 1.0 if pod.kv is not None and (pod.preemption_rate or 0.0) > 0 else None
+
+
+def _saturated(rate: str) -> Callable[[PodSignals], float | None]:
+    """A pod's token rate while it had a queue (it ran flat out), for learning per-pod capacity."""
+
+    def figure(pod: PodSignals) -> float | None:
+        value: float | None = getattr(pod, rate)
+        return value if (pod.waiting or 0.0) >= 1.0 and value is not None and value > 0 else None
+
+    return figure
+
+
+def _split_deferred(pod: PodSignals) -> float | None:
+    """The deferred queue of a pod whose waiting figure is the capacity split."""
+    return (pod.waiting_deferred or 0.0) if pod.waiting is not None and pod.waiting_by_reason else None
+
+
+def _field(name: str) -> Callable[[PodSignals], float | None]:
+    return operator.attrgetter(name)
+
+
+_SUMMED = (
+    "running",
+    "running_peak",
+    "waiting",
+    "waiting_peak",
+    "waiting_growth",
+    "waiting_deferred",
+    "kv",
+    "kv_peak",
+    "prompt_rate",
+    "generation_rate",
+    "preemption_rate",
+    "requests_rate",
+    "rejection_rate",
+)
+# What the policy reads of a window's serving pods: per pod a figure (None: the pod does not count),
+# summed (math.fsum) and counted over the serving pods. A pool view keeps each on ingest, so a call
+# reads them without visiting the pods.
+POOL_FIGURES: dict[str, Callable[[PodSignals], float | None]] = {
+    **{name: _field(name) for name in _SUMMED},
+    "serving": lambda pod: 1.0,
+    "waiting_split": lambda pod: 1.0 if pod.waiting is not None and pod.waiting_by_reason else None,
+    "waiting_split_deferred": _split_deferred,
+    "kv_load": _kv_load,
+    "kv_peak_load": _kv_peak_load,
+    "kv_preempting": _kv_preempting,
+    "saturated_prompt_rate": _saturated("prompt_rate"),
+    "saturated_generation_rate": _saturated("generation_rate"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """A pool view's answer for one window at one read: POOL_FIGURES' totals (None where only math.fsum
+    over the pods says what the sum is) and counts over the serving pods, how many pods there are, the
+    youngest one's age, and the pods themselves, built from the read's snapshot when first asked for."""
+
+    totals: dict[str, float | None]
+    counts: dict[str, int]
+    pods: int
+    youngest_age: float | None
+    build: Callable[[], dict[str, PodSignals]]
+
+
 @dataclass(slots=True)
 class PoolWindow:
-    """Everything the policy reads about one pool over one window."""
+    """Everything the policy reads about one pool over one window.
+
+    Built by hand (or by a scan), `pods` holds every figure and the pool's figures are computed from
+    it on each call; built by a pool view (`kept`), they come from what ingest kept, and `pods` is
+    built only when something lists them (an explanation).
+    """
 
     window: float
-    pods: dict[str, PodSignals] = field(default_factory=dict)
     ttft: Latency = field(default_factory=Latency)
     itl: Latency = field(default_factory=Latency)
     matched_series: int = 0  # fresh or stale: tells "never seen" from "gone quiet"
     newest_age: float | None = None
-    # Set by a pool view on a window it built: totals kept on ingest, lists built once per window.
-    # None (a window built by hand): everything is computed from `pods` on each call.
-    memo: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    kept: Kept | None = field(default=None, repr=False, compare=False)
+    _pods: dict[str, PodSignals] | None = field(default=None, repr=False)
+
+    @property
+    def pods(self) -> dict[str, PodSignals]:
+        if self._pods is None:
+            self._pods = self.kept.build() if self.kept is not None else {}
+        return self._pods
 
     @property
     def serving(self) -> list[PodSignals]:
         """The pods whose engines are awake: the only ones whose load and capacity mean anything."""
-        return list(self._memoized("serving", self._serving))
-
-    def _serving(self) -> list[PodSignals]:
         return [p for p in self.pods.values() if not p.asleep]
 
     @property
     def asleep(self) -> list[PodSignals]:
-        return list(self._memoized("asleep", lambda: [p for p in self.pods.values() if p.asleep]))
+        return [p for p in self.pods.values() if p.asleep]
+
+    @property
+    def pod_count(self) -> int:
+        return self.kept.pods if self.kept is not None else len(self.pods)
+
+    @property
+    def asleep_count(self) -> int:
+        return self.pod_count - self.count("serving")
+
+    @property
+    def youngest_age(self) -> float | None:
+        """The least age of a pod (since its newest load sample); None with no pod."""
+        if self.kept is not None:
+            return self.kept.youngest_age
+        return min((p.age for p in self.pods.values()), default=None)
 
     def total(self, name: str) -> float:
-        totals = self.memo.get("totals") if self.memo is not None else None
-        if totals is not None and (kept := totals.get(name)) is not None:
-            return float(kept)
-        return math.fsum(v for p in self.serving if (v := getattr(p, name)) is not None)
+        """math.fsum of a POOL_FIGURES figure over the serving pods."""
+        if self.kept is not None and (kept := self.kept.totals[name]) is not None:
+            return kept
+        figure = POOL_FIGURES[name]
+        return math.fsum(v for p in self.serving if (v := figure(p)) is not None)
+
+    def count(self, name: str) -> int:
+        """The serving pods a POOL_FIGURES figure counts (those that report it)."""
+        if self.kept is not None:
+            return self.kept.counts[name]
+        figure = POOL_FIGURES[name]
+        return sum(1 for p in self.serving if figure(p) is not None)
 
     def reporting(self, name: str) -> list[PodSignals]:
-        def build() -> list[PodSignals]:
-            return [p for p in self._memoized("serving", self._serving) if getattr(p, name) is not None]
+        """The serving pods that report a field or a POOL_FIGURES figure."""
+        figure = POOL_FIGURES.get(name) or operator.attrgetter(name)
+        return [p for p in self.serving if figure(p) is not None]
 
-        return list(self._memoized(f"reporting {name}", build))
+    def by_name(self) -> Sequence[PodSignals]:
+        """The pods sorted by name; from a view, built when first read (a decision keeps it for /debug)."""
+        if self.kept is None:
+            return tuple(sorted(self.pods.values(), key=_name))
+        return PodsByName(self)
 
-    def _memoized(self, key: str, build: Callable[[], list[PodSignals]]) -> list[PodSignals]:
-        memo = self.memo
-        if memo is None:
-            return build()
-        found: list[PodSignals] | None = memo.get(key)
-        if found is None:
-            found = memo[key] = build()
-        return found
+
+def _name(pod: PodSignals) -> str:
+    return pod.pod
+
+
+class PodsByName(Sequence[PodSignals]):
+    """A view-built window's pods sorted by name, built on first use: GetMetrics never lists them."""
+
+    __slots__ = ("_pool", "_sorted")
+
+    def __init__(self, pool: PoolWindow) -> None:
+        self._pool: PoolWindow | None = pool
+        self._sorted: tuple[PodSignals, ...] = ()
+
+    def _pods(self) -> tuple[PodSignals, ...]:
+        if self._pool is not None:
+            self._sorted = tuple(sorted(self._pool.pods.values(), key=_name))
+            self._pool = None
+        return self._sorted
+
+    @overload
+    def __getitem__(self, index: int) -> PodSignals: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[PodSignals]: ...
+
+    def __getitem__(self, index: int | slice) -> PodSignals | Sequence[PodSignals]:
+        return self._pods()[index]
+
+    def __len__(self) -> int:
+        return len(self._pods())
+
+    def __iter__(self) -> Iterator[PodSignals]:
+        return iter(self._pods())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PodsByName | tuple):
+            return self._pods() == tuple(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(self._pods())
 
 
 def read_pool(

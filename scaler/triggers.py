@@ -398,8 +398,9 @@ class Triggers:
                 )
                 values.append(value)
             demand = GatewayDemand(*values)
-        if stable.pods:
-            state.last_data = now - min(p.age for p in stable.pods.values())
+        youngest = stable.youngest_age
+        if youngest is not None:
+            state.last_data = now - youngest
         else:
             self._check_quiet_pool(spec, state, stable.newest_age, now)
         decision, state.policy = recommend(spec, state.policy, stable, panic, now, activation_value, demand)

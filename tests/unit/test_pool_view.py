@@ -1,4 +1,5 @@
-"""A pool view kept on ingest answers what a scan of the store answers, at any time and after any push."""
+"""A pool view kept on ingest answers what a scan of the store answers, at any time and after any push,
+and the policy decides from it what it decides from a scan."""
 
 from __future__ import annotations
 
@@ -8,14 +9,19 @@ from dataclasses import fields
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from scaler.explain import describe_decision
 from scaler.expression import Matcher, Selector
 from scaler.otlp import Histogram, Kind, Labels, Sample
+from scaler.policy import PolicyState, recommend
+from scaler.policy_spec import PolicySpec
 from scaler.signals import (
     ADMISSION_REJECTIONS,
     GENERATION_TOKENS,
     ITL,
     KV,
+    POOL_FIGURES,
     POOL_METRICS,
+    PREEMPTIONS,
     PROMPT_TOKENS,
     RUNNING,
     SLEEP_STATE,
@@ -28,6 +34,7 @@ from scaler.signals import (
     read_pools_scan,
 )
 from scaler.store import Store
+from scaler.triggers import parse_trigger
 
 STALE_AFTER = 5.0
 WINDOWS = (10.0, 3.0)
@@ -37,7 +44,16 @@ FIELDS = tuple(f.name for f in fields(PodSignals))
 SELECTOR = Selector("", (Matcher("deployment", "=", "llama"),))
 
 GAUGES = {RUNNING: (), WAITING: (), KV: (), WAITING_BY_REASON: ("capacity", "deferred", "other")}
-COUNTERS = (GENERATION_TOKENS, PROMPT_TOKENS, ADMISSION_REJECTIONS)
+COUNTERS = (GENERATION_TOKENS, PROMPT_TOKENS, ADMISSION_REJECTIONS, PREEMPTIONS)
+POLICY = {
+    "policy": "vllm",
+    "deployment": "llama",
+    "phase": "unified",
+    "ttftSeconds": "0.5",
+    "itlSeconds": "0.05",
+    "stableWindow": "10s",
+    "panicWindow": "3s",
+}
 HISTOGRAMS = (TTFT, ITL)
 
 KINDS = {
@@ -145,9 +161,26 @@ def assert_same(kept: list[PoolWindow], scanned: list[PoolWindow]) -> None:
         assert {p.pod for p in a.serving} == {p.pod for p in b.serving}
         assert {p.pod for p in a.asleep} == {p.pod for p in b.asleep}
         for f in FIELDS[1:-2]:
-            if f != "waiting_by_reason":
-                assert a.total(f) == b.total(f)  # kept exactly: fsum's own answer
             assert {p.pod for p in a.reporting(f)} == {p.pod for p in b.reporting(f)}
+        for f in POOL_FIGURES:  # what the policy reads: kept exactly, fsum's own answer
+            assert (a.total(f), a.count(f)) == (b.total(f), b.count(f)), f
+        assert (a.pod_count, a.asleep_count, a.youngest_age) == (b.pod_count, b.asleep_count, b.youngest_age)
+        assert [p.pod for p in a.by_name()] == [p.pod for p in b.by_name()] == sorted(b.pods)
+
+
+class Decide:
+    """The policy over the view's windows and over a scan's, each carrying its own state."""
+
+    def __init__(self) -> None:
+        spec = parse_trigger(POLICY, "llm")
+        assert isinstance(spec, PolicySpec)
+        self.spec, self.kept, self.scanned = spec, PolicyState(), PolicyState()
+
+    def same(self, kept: list[PoolWindow], scanned: list[PoolWindow], now: float) -> None:
+        decision, self.kept = recommend(self.spec, self.kept, *kept, now)
+        expected, self.scanned = recommend(self.spec, self.scanned, *scanned, now)
+        assert describe_decision(decision) == describe_decision(expected)
+        assert self.kept == self.scanned
 
 
 @settings(max_examples=400, deadline=None)
@@ -157,7 +190,8 @@ def test_a_pool_view_answers_what_a_scan_answers(script: list[Step], retention: 
     (also before the latest push: a clock that went back is answered by a scan), whatever share of
     the expiries ingest takes on."""
     store = Store(retention=retention, max_series=1000, expiry_budget=budget)
-    fleet = Fleet()
+    fleet, decide = Fleet(), Decide()
+    held: tuple[list[PoolWindow], list[PoolWindow]] | None = None
     now = 0.0
     for kind, pod_name, engine_name, name, choice, number in script:
         if kind == "wait":
@@ -166,13 +200,21 @@ def test_a_pool_view_answers_what_a_scan_answers(script: list[Step], retention: 
             store.sweep(now)
         elif kind == "ask":
             at = now + choice
+            if held is not None:  # an earlier read lists its own pods, whatever came after it
+                assert_same(*held)
             kept = read_pools(store, SELECTOR, at, WINDOWS, STALE_AFTER)
-            assert_same(kept, read_pools_scan(store, SELECTOR, at, WINDOWS, STALE_AFTER))
+            scanned = read_pools_scan(store, SELECTOR, at, WINDOWS, STALE_AFTER)
+            held = read_pools(store, SELECTOR, at, WINDOWS, STALE_AFTER), scanned  # its pods not built yet
+            assert_same(kept, scanned)
+            if at >= now:  # a policy never goes back in time
+                decide.same(kept, scanned, at)
         else:
             store.append([fleet.sample(kind, pod_name, engine_name, name, choice, number, now)], now)
     for later in (now, now + 2.0, now + STALE_AFTER + 0.5, now + 20.0):
         kept = read_pools(store, SELECTOR, later, WINDOWS, STALE_AFTER)
-        assert_same(kept, read_pools_scan(store, SELECTOR, later, WINDOWS, STALE_AFTER))
+        scanned = read_pools_scan(store, SELECTOR, later, WINDOWS, STALE_AFTER)
+        assert_same(kept, scanned)
+        decide.same(kept, scanned, later)
 
 
 def push(store: Store, now: float, pod: str, value: float, name: str = RUNNING) -> None:
