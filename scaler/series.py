@@ -14,6 +14,7 @@ import operator
 from array import array
 from bisect import bisect_left
 from dataclasses import dataclass, field
+from sys import getsizeof
 from typing import TYPE_CHECKING
 
 from scaler.otlp import Kind, Labels, Sample
@@ -21,7 +22,9 @@ from scaler.otlp import Kind, Labels, Sample
 if TYPE_CHECKING:
     from scaler.views import Watcher
 
-_COMPACT_AT = 256  # dropped rows to accumulate before the buffer is compacted
+_MOVE_FREELY = 1_024  # floats: a buffer this small is compacted on every trim (a memmove of 8 KiB at most)
+_SLACK = 64  # bytes of unused room an array may keep before `pack` copies it
+_DEAD_SHARE = 8  # a larger one once its dropped rows reach 1/8 of it: each row is moved about 7 times
 
 
 @dataclass(slots=True, eq=False)
@@ -36,13 +39,13 @@ class Series:
     times: array[float] = field(default_factory=lambda: array("d"))
     rows: array[float] = field(default_factory=lambda: array("d"))
     head: int = 0  # index of the oldest retained row
-    offset: list[float] = field(default_factory=list)  # added to raw values after resets
-    last_raw: list[float] = field(default_factory=list)
+    offset: array[float] | None = None  # added to raw values after resets; None (all zeros) until the first
+    last_raw: array[float] | None = None  # a cumulative series' last raw row; None for gauges and deltas
     last_start: float = 0.0
     pending: list[float] | None = None  # a lower value with no new start time: a reset or a late point
     ended: bool = False  # the producer sent a no-recorded-value marker after the last sample
     resets: int = 0
-    views: list[Watcher] = field(default_factory=list, repr=False)  # query and pool views that hold this series
+    views: tuple[Watcher, ...] = field(default=(), repr=False)  # query and pool views that hold this series
 
     @classmethod
     def for_sample(cls, sample: Sample, pod: str, label_map: dict[str, str] | None = None) -> Series:
@@ -55,8 +58,8 @@ class Series:
         hist = sample.histogram
         self.bounds = hist.bounds if hist else ()
         self.width = 2 + len(hist.buckets) if hist else 1
-        self.offset = [0.0] * self.width
-        self.last_raw = [0.0] * self.width
+        self.offset = None
+        self.last_raw = None
         self.pending = None
         self.times = array("d")
         self.rows = array("d")
@@ -74,13 +77,13 @@ class Series:
             self._layout(sample)  # new bucket layout: earlier rows cannot be compared with it
         self.ended = False
         row = self._accumulate(raw, sample) if self.kind is not Kind.GAUGE or sample.delta else raw
+        self.trim(horizon)  # before the new row: the row leaving makes room for it, so the arrays keep their size
         n = len(self.times)
         if n > self.head and now <= self.times[-1]:
             self.rows[-self.width :] = array("d", row)  # same instant (or a clock step back): replace
         else:
             self.times.append(now)
             self.rows.extend(row)
-        self.trim(horizon)
 
     def _bounds_changed(self, sample: Sample) -> bool:
         return sample.histogram is not None and sample.histogram.bounds != self.bounds
@@ -93,7 +96,7 @@ class Series:
             return raw
         start, last_start = sample.start, self.last_start
         if not self.has_data():
-            self.pending, self.last_raw, self.last_start = None, raw, start
+            self.pending, self.last_raw, self.last_start = None, array("d", raw), start
             return self._corrected(raw)
         if start and last_start and start < last_start:
             return self._held()  # from before the latest restart: a late point, nothing to learn
@@ -106,25 +109,30 @@ class Series:
         pending = self.pending
         if pending is not None:
             self.pending = None
-            if raw[0] < self.last_raw[0]:  # still below: the lower value was a reset after all
+            if raw[0] < self._previous_raw()[0]:  # still below: the lower value was a reset after all
                 self._reset(pending)
                 self.rows[len(self.rows) - self.width :] = array("d", self._corrected(pending))
-        if raw[0] < self.last_raw[0]:
+        if raw[0] < self._previous_raw()[0]:
             self.pending = raw
             return self._held()
-        self.last_raw = raw
+        self.last_raw = array("d", raw)
         return self._corrected(raw)
+
+    def _previous_raw(self) -> array[float]:
+        """The last raw row; zeros if this series only had delta points so far."""
+        return self.last_raw if self.last_raw is not None else _zeros(self.width)
 
     def _reset(self, raw: list[float]) -> None:
         """The counter restarted and now reads `raw`: add what it had counted before to the offset."""
-        self.offset = [o + last for o, last in zip(self.offset, self.last_raw, strict=True)]
-        self.last_raw = raw
+        offset = self.offset if self.offset is not None else _zeros(self.width)
+        self.offset = array("d", map(operator.add, offset, self._previous_raw()))
+        self.last_raw = array("d", raw)
         self.resets += 1
 
     def _corrected(self, raw: list[float]) -> list[float]:
-        if not self.resets:
-            return raw  # no reset yet: the offset is all zeros
-        return [r + o for r, o in zip(raw, self.offset, strict=True)]
+        if self.offset is None:
+            return raw  # no reset yet: nothing to add
+        return list(map(operator.add, raw, self.offset))
 
     def _held(self) -> list[float]:
         """The last row again: a value that may be late adds nothing until it is judged."""
@@ -134,10 +142,25 @@ class Series:
         times = self.times
         if self.head < len(times) and times[self.head] < horizon:
             self.head = bisect_left(times, horizon, self.head)
-        if self.head >= _COMPACT_AT or (self.head and self.head * 2 >= len(times)):
+        head = self.head
+        if head and (len(self.rows) <= _MOVE_FREELY or head * _DEAD_SHARE >= len(times)):
             del times[: self.head]
             del self.rows[: self.head * self.width]
             self.head = 0
+
+    def pack(self) -> None:
+        """Give the arrays back the room they grew into while filling (up to a third more than they hold).
+
+        Once a buffer is full, a push drops a row and adds one, so packed arrays stay packed. A packed
+        copy keeps every row at its index, so what views hold of this series stays true.
+        """
+        if self.head:
+            return
+        times, rows = self.times, self.rows
+        if getsizeof(times) > _EMPTY_ARRAY + 8 * len(times) + _SLACK:
+            self.times = times[:]
+        if getsizeof(rows) > _EMPTY_ARRAY + 8 * len(rows) + _SLACK:
+            self.rows = rows[:]
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -164,7 +187,7 @@ class Series:
         if self.pending is not None:
             return self.pending[column]
         value = self.rows[len(self.rows) - self.width + column]
-        return value - self.offset[column] if self.kind is not Kind.GAUGE else value
+        return value - self.offset[column] if self.offset is not None and self.kind is not Kind.GAUGE else value
 
     def column(self, column: int, since: float) -> list[float]:
         start = self.first_index(since)
@@ -218,6 +241,13 @@ class Series:
         if index < len(self.times) and self.times[index] == t:
             return index
         return index - 1 if index - 1 >= self.head else None
+
+
+_EMPTY_ARRAY = getsizeof(array("d"))
+
+
+def _zeros(width: int) -> array[float]:
+    return array("d", bytes(8 * width))
 
 
 def _raw_row(sample: Sample) -> list[float]:

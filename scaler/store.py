@@ -103,10 +103,10 @@ class Store:
             self._detach(old)
         for view in self._views.get(sample.name, {}).values():
             if view.accepts(series):
-                series.views.append(view)
+                series.views += (view,)
         for pool in self._pool_views_by_name.get(sample.name, ()):
             if pool.accepts(series):
-                series.views.append(pool)
+                series.views += (pool,)
                 pool.attach(series)
         if old is None:
             self._count += 1
@@ -136,7 +136,7 @@ class Store:
             view = views[key] = View(key, reduce, now)
             held = [s for s in self._by_name.get(key.name, {}).values() if view.accepts(s)]
             for series in sorted(held, key=Series.last_time):  # the view keeps update order
-                series.views.append(view)
+                series.views += (view,)
                 view.update(series)
         view.last_used = now
         return view
@@ -152,7 +152,7 @@ class Store:
             for name in dict.fromkeys(metrics):
                 self._pool_views_by_name.setdefault(name, []).append(pool)
                 for series in self.select(name, selector):
-                    series.views.append(pool)
+                    series.views += (pool,)
                     pool.attach(series)
         pool.last_used = now
         return pool
@@ -165,7 +165,7 @@ class Store:
                     del views[key]
                     dropped += 1
                     for series in list(view.values) + list(view.stale):
-                        series.views.remove(view)
+                        series.views = tuple(v for v in series.views if v is not view)
             if not views:
                 del self._views[name]
         for pool_key, pool in list(self._pool_views.items()):
@@ -173,7 +173,7 @@ class Store:
                 del self._pool_views[pool_key]
                 dropped += 1
                 for series in pool.release():
-                    series.views.remove(pool)
+                    series.views = tuple(v for v in series.views if v is not pool)
                 for name in pool_key.metrics:
                     pools = self._pool_views_by_name.get(name, [])
                     if pool in pools:
@@ -185,7 +185,7 @@ class Store:
     def _detach(self, series: Series) -> None:
         for view in series.views:
             view.detach(series)
-        series.views.clear()
+        series.views = ()
 
     def series_named(self, name: str) -> Iterator[Series]:
         named = self._by_name.get(name)
@@ -195,7 +195,10 @@ class Store:
         return sorted(self._by_name)
 
     def sweep(self, now: float) -> int:
-        """Free series with no sample within retention, and pods left with no series; return freed series."""
+        """Free series with no sample within retention, and pods left with no series; return freed series.
+
+        The series kept give back the room their arrays grew into while filling (`Series.pack`).
+        """
         return sum(self.sweep_slices(now, size=2**62))
 
     def sweep_slices(self, now: float, size: int = SWEEP_SLICE) -> Iterator[int]:
@@ -220,7 +223,9 @@ class Store:
                 if series.views and series.has_data() and series.sample_count() < held:
                     for view in series.views:
                         view.trimmed(series)
-                if not series.has_data():
+                if series.has_data():
+                    series.pack()
+                else:
                     del named[labels]
                     freed += 1
                     self._count -= 1
