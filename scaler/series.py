@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from scaler.views import Watcher
 
 _MOVE_FREELY = 1_024  # floats: a buffer this small is compacted on every trim (a memmove of 8 KiB at most)
-_SLACK = 64  # bytes of unused room an array may keep before `pack` copies it
+_SHARED_MOVE_FREELY = 64  # rows: a pod's buffers this short are compacted on every push
 _DEAD_SHARE = 8  # a larger one once its dropped rows reach 1/8 of it: each row is moved about 7 times
 
 
@@ -46,6 +46,7 @@ class Series:
     ended: bool = False  # the producer sent a no-recorded-value marker after the last sample
     resets: int = 0
     views: tuple[Watcher, ...] = field(default=(), repr=False)  # query and pool views that hold this series
+    timeline: Timeline | None = field(default=None, repr=False)  # the pod's shared times, while in step with it
 
     @classmethod
     def for_sample(cls, sample: Sample, pod: str, label_map: dict[str, str] | None = None) -> Series:
@@ -84,6 +85,34 @@ class Series:
         else:
             self.times.append(now)
             self.rows.extend(row)
+
+    def append_in_step(self, sample: Sample, now: float, horizon: float, advanced: list[Timeline]) -> None:
+        """`append` for a series on its pod's timeline; the store settles `advanced` after the push."""
+        line = self.timeline
+        assert line is not None
+        if sample.no_value:
+            line.leave(self)  # ended: its last time is its last row's, not this push's
+            self.ended = True
+            return
+        if sample.kind is Kind.HISTOGRAM and (
+            sample.histogram is None or 2 + len(sample.histogram.buckets) != self.width or self._bounds_changed(sample)
+        ):
+            line.leave(self)  # a new bucket layout starts afresh, on times of its own
+            self.append(sample, now, horizon)
+            return
+        times = line.times
+        if not times or times[-1] < now:
+            line.advance(now, horizon)  # the push's first series: one time row for all of them
+            advanced.append(line)
+        raw = _raw_row(sample)
+        self.ended = False
+        row = self._accumulate(raw, sample) if self.kind is not Kind.GAUGE or sample.delta else raw
+        if len(self.rows) == len(times) * self.width:
+            self.rows[-self.width :] = array("d", row)  # same instant (or a clock step back): replace
+        else:
+            self.head = line.head  # rows older than `horizon` leave, as `trim` drops them
+            self.rows.extend(row)
+            line.appended += 1
 
     def _bounds_changed(self, sample: Sample) -> bool:
         return sample.histogram is not None and sample.histogram.bounds != self.bounds
@@ -139,6 +168,9 @@ class Series:
         return list(self.rows[len(self.rows) - self.width :])
 
     def trim(self, horizon: float) -> None:
+        if self.timeline is not None:
+            self.timeline.trim(horizon)  # every member's rows at once: they share the times
+            return
         times = self.times
         if self.head < len(times) and times[self.head] < horizon:
             self.head = bisect_left(times, horizon, self.head)
@@ -151,24 +183,24 @@ class Series:
     def pack(self) -> None:
         """Give the arrays back the room they grew into while filling (up to a third more than they hold).
 
-        Once a buffer is full, a push drops a row and adds one, so packed arrays stay packed. A packed
-        copy keeps every row at its index, so what views hold of this series stays true.
+        Once a buffer is full, a push drops a row and adds one, so packed arrays stay packed: on times of
+        its own, a series drops before it adds; on a pod's timeline, after, so those keep a row's room.
+        A packed copy keeps every row at its index, so what views hold of this series stays true.
         """
-        if self.head:
-            return
-        times, rows = self.times, self.rows
-        if getsizeof(times) > _EMPTY_ARRAY + 8 * len(times) + _SLACK:
-            self.times = times[:]
-        if getsizeof(rows) > _EMPTY_ARRAY + 8 * len(rows) + _SLACK:
-            self.rows = rows[:]
+        line = self.timeline
+        if line is not None:
+            line.pack()
+        else:
+            self.times = _packed(self.times, 0)
+        self.rows = _packed(self.rows, self.width if line is not None else 0)
 
     # -- reading ---------------------------------------------------------------------------------
 
     def has_data(self) -> bool:
-        return len(self.times) > self.head
+        return len(self.rows) > self.head * self.width  # rows, not times: a shared time column runs ahead in a push
 
     def sample_count(self) -> int:
-        return len(self.times) - self.head
+        return len(self.rows) // self.width - self.head
 
     def last_time(self) -> float:
         return self.times[-1] if self.has_data() else -math.inf
@@ -246,6 +278,16 @@ class Series:
 _EMPTY_ARRAY = getsizeof(array("d"))
 
 
+def _packed(values: array[float], room: int) -> array[float]:
+    """`values` itself, or a copy with room for `room` more and little spare beyond it."""
+    if getsizeof(values) <= _EMPTY_ARRAY + 8 * (len(values) + room + len(values) // 16):
+        return values  # within CPython's own spare for a resize (about 1/16): leave it
+    copy = values + _zeros(room)  # an array's concatenation is allocated to its size
+    if room:
+        del copy[-room:]  # CPython's array_resize keeps the room (or reallocates with 1/16 spare, enough)
+    return copy
+
+
 def _zeros(width: int) -> array[float]:
     return array("d", bytes(8 * width))
 
@@ -255,3 +297,91 @@ def _raw_row(sample: Sample) -> list[float]:
     if hist is None:
         return [sample.value]
     return [hist.count, hist.sum, *hist.buckets]
+
+
+class Timeline:
+    """The receive times of a pod's pushes, shared by the series of that pod that have a row in each.
+
+    The series of one pod arrive in one request at one receive time, so they can share one time
+    column instead of one each (8 bytes a row, and an array, per series). A member's `times` is this
+    array, its `head` this head, and its rows line up with it index for index, so readers see no
+    difference. A member missing from a push (an end marker, a delta series with nothing new, a
+    series born later) leaves with a copy of the times its rows have, and keeps its own from then on.
+    """
+
+    __slots__ = ("appended", "head", "members", "times")
+
+    def __init__(self) -> None:
+        self.times: array[float] = array("d")
+        self.head = 0
+        self.members: list[Series] = []
+        self.appended = 0  # members that added a row in the current push
+
+    def joinable(self, now: float) -> bool:
+        """Whether a series with no rows yet, created at `now`, lines up with these times."""
+        times = self.times
+        return not self.members or not times or (len(times) == 1 and times[0] == now)
+
+    def join(self, series: Series) -> None:
+        if not self.members:
+            self.times, self.head = array("d"), 0
+        series.timeline, series.times, series.head = self, self.times, self.head
+        self.members.append(series)
+
+    def leave(self, series: Series) -> None:
+        """`series` goes on with a copy of the times its rows have."""
+        self.members.remove(series)
+        series.timeline = None
+        rows = len(series.rows) // series.width
+        if rows == len(self.times):
+            self.appended -= 1  # it had its row of this push: `settle` must not count it among those in step
+        series.times = self.times[:rows]
+
+    def advance(self, now: float, horizon: float) -> None:
+        """A push at `now`: add a time row, and work out which rows a member that appends keeps.
+
+        A member adopts the new head when it appends; one that misses the push keeps its rows, as a
+        series with times of its own would, and `settle` lets it go before anything is freed.
+        """
+        times = self.times
+        times.append(now)
+        if times[self.head] < horizon:
+            self.head = bisect_left(times, horizon, self.head)
+        self.appended = 0
+
+    def settle(self) -> None:
+        """After a push: the members that missed it leave; the rows the push dropped are freed."""
+        times, members = self.times, self.members
+        if self.appended < len(members):
+            for series in [m for m in members if len(m.rows) != len(times) * m.width]:
+                self.leave(series)
+        self._compact()
+
+    def trim(self, horizon: float) -> bool:
+        """Drop every member's rows older than `horizon` (between pushes); whether any went."""
+        times = self.times
+        if self.head < len(times) and times[self.head] < horizon:
+            self.head = bisect_left(times, horizon, self.head)
+            for series in self.members:
+                series.head = self.head
+            self._compact()
+            return True
+        return False
+
+    def _compact(self) -> None:
+        """Free the dropped rows of every member (all at this head), when enough of them are dead."""
+        head, times = self.head, self.times
+        if head and (head * _DEAD_SHARE >= len(times) or len(times) <= _SHARED_MOVE_FREELY):
+            del times[:head]
+            for series in self.members:
+                del series.rows[: head * series.width]
+                series.head = 0
+            self.head = 0
+
+    def pack(self) -> None:
+        """`Series.pack` for the shared times."""
+        times = _packed(self.times, 1)
+        if times is not self.times:
+            self.times = times
+            for series in self.members:
+                series.times = times

@@ -9,13 +9,13 @@ from __future__ import annotations
 import weakref
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from scaler.expression import LackingLabels, Selector
 from scaler.names import pod_of
 from scaler.otlp import Labels, Sample
 from scaler.pool_view import PoolKey, PoolView
-from scaler.series import Series
+from scaler.series import Series, Timeline
 from scaler.views import Reducer, View, ViewKey
 
 SWEEP_SLICE = 1_000  # series per sweep slice: 1–17 ms at 1–17 µs per series (freeing one costs most)
@@ -41,15 +41,19 @@ class LabelMap(dict[str, str]):
 class _Pod:
     last_seen: float
     series: int = 0
+    timeline: Timeline = field(default_factory=Timeline)  # the times its series share while in step
 
 
 class Store:
-    def __init__(self, retention: float, max_series: int, expiry_budget: int = EXPIRY_BUDGET) -> None:
+    def __init__(
+        self, retention: float, max_series: int, expiry_budget: int = EXPIRY_BUDGET, share_times: bool = True
+    ) -> None:
         if retention <= 0:
             raise ValueError("retention must be positive")
         self.retention = retention
         self.max_series = max_series
         self.expiry_budget = expiry_budget
+        self.share_times = share_times  # the series of a pod share one time column (scaler.series.Timeline)
         self._by_name: dict[str, dict[Labels, Series]] = {}
         self._pods: dict[str, _Pod] = {}
         self._count = 0
@@ -68,6 +72,7 @@ class Store:
         """Store samples received at `now`; return the refused ones counted by reason."""
         refused: Counter[str] = Counter()
         horizon = now - self.retention
+        advanced: list[Timeline] = []  # pods' time columns this push moved on
         for sample in samples:
             named = self._by_name.get(sample.name)
             series = named.get(sample.labels) if named is not None else None
@@ -78,11 +83,16 @@ class Store:
                     refused["series_limit"] += 1
                     continue
                 series = self._create(sample, now)
-            series.append(sample, now, horizon)
+            if series.timeline is not None:
+                series.append_in_step(sample, now, horizon, advanced)
+            else:
+                series.append(sample, now, horizon)
             for view in series.views:
                 view.update(series)
             if series.pod and not sample.no_value:
                 self._pods[series.pod].last_seen = now
+        for line in advanced:
+            line.settle()
         for pool in self._pool_views.values():  # each pod pushed recomputes once, at the push's time
             pool.advance(now, self.expiry_budget)
         self.generation += 1
@@ -113,6 +123,10 @@ class Store:
             if series.pod:
                 pod = self._pods.setdefault(series.pod, _Pod(now))
                 pod.series += 1
+        if series.pod and self.share_times:
+            line = self._pods[series.pod].timeline
+            if line.joinable(now):
+                line.join(series)
         return series
 
     def select(self, name: str, selector: Selector | LackingLabels) -> list[Series]:
@@ -186,6 +200,8 @@ class Store:
         for view in series.views:
             view.detach(series)
         series.views = ()
+        if series.timeline is not None:
+            series.timeline.leave(series)
 
     def series_named(self, name: str) -> Iterator[Series]:
         named = self._by_name.get(name)
@@ -218,11 +234,19 @@ class Store:
                 series = named.get(labels)
                 if series is None:
                     continue
-                held = series.sample_count()
-                series.trim(horizon)
-                if series.views and series.has_data() and series.sample_count() < held:
-                    for view in series.views:
-                        view.trimmed(series)
+                line = series.timeline
+                if line is not None:
+                    if line.trim(horizon):  # the rows of all its members went: tell each one's views
+                        for member in line.members:
+                            if member.has_data():
+                                for view in member.views:
+                                    view.trimmed(member)
+                else:
+                    held = series.sample_count()
+                    series.trim(horizon)
+                    if series.views and series.has_data() and series.sample_count() < held:
+                        for view in series.views:
+                            view.trimmed(series)
                 if series.has_data():
                     series.pack()
                 else:
