@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 
 from scaler.otlp import Histogram, Kind, Sample
 from scaler.series import Series
+from scaler.signals import read_pools, read_pools_scan
 from scaler.store import Store
+from tests.unit.test_pool_view import KINDS, SELECTOR, STALE_AFTER, WINDOWS, Fleet, assert_same
 
 PODS = ("a", "b")
 NAMES = ("g", "c", "d", "h")  # a gauge, a cumulative counter, a delta counter, a histogram
@@ -136,3 +138,60 @@ def test_a_sweep_drops_the_old_rows_of_every_member_and_frees_them_together() ->
     assert store.sweep(36.0) == len(NAMES)
     assert len(store) == 0
     assert store.pod_last_seen("ns/a") is None
+
+
+POOL_KINDS = {name: kind for name, kind in KINDS.items() if kind in ("gauge", "counter", "histogram")}
+CHOICES = {name: 3 if kind == "gauge" else 4 for name, kind in POOL_KINDS.items()}  # a gauge's reason; restarts
+
+# -- pool views over shared times: a pod pushes all its metrics at once, as a real pod does ----------
+
+pod_push = st.tuples(
+    st.just("push"),
+    st.sampled_from(PODS),
+    st.lists(
+        st.tuples(st.booleans(), st.integers(0, 3), st.floats(0, 50)),
+        min_size=len(POOL_KINDS),
+        max_size=len(POOL_KINDS),
+    ),
+)
+pool_step = st.one_of(
+    pod_push,
+    pod_push,
+    st.tuples(st.just("wait"), st.sampled_from((0.0, 1.0, 2.5, 7.0)), st.just([])),
+    st.tuples(st.just("ask"), st.integers(-2, 0), st.just([])),
+    st.tuples(st.just("sweep"), st.just(0), st.just([])),
+)
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(st.lists(pool_step, min_size=5, max_size=40), st.sampled_from((30.0, 8.0)))
+def test_pool_views_over_shared_times_answer_what_a_scan_of_a_column_each_answers(
+    script: list[tuple[str, object, list[tuple[bool, int, float]]]], retention: float
+) -> None:
+    shared = Store(retention, max_series=1000)
+    own = Store(retention, max_series=1000, share_times=False)
+    fleets = (Fleet(), Fleet())
+    now = 0.0
+    for kind, arg, metrics in script:
+        if kind == "wait":
+            now += float(arg)  # type: ignore[arg-type]
+        elif kind == "sweep":
+            assert shared.sweep(now) == own.sweep(now)
+        elif kind == "ask":
+            at = now + float(arg)  # type: ignore[arg-type]
+            kept = read_pools(shared, SELECTOR, at, WINDOWS, STALE_AFTER)
+            assert_same(kept, read_pools_scan(shared, SELECTOR, at, WINDOWS, STALE_AFTER))
+            assert_same(kept, read_pools_scan(own, SELECTOR, at, WINDOWS, STALE_AFTER))
+        else:
+            for store, fleet in zip((shared, own), fleets, strict=True):
+                store.append(
+                    [
+                        fleet.sample(POOL_KINDS[name], str(arg), "0", name, choice % CHOICES[name], number, now)
+                        for name, (sent, choice, number) in zip(POOL_KINDS, metrics, strict=True)
+                        if sent or choice  # most pushes carry most metrics; some miss a few
+                    ],
+                    now,
+                )
+    for later in (now, now + 2.0, now + 20.0):
+        kept = read_pools(shared, SELECTOR, later, WINDOWS, STALE_AFTER)
+        assert_same(kept, read_pools_scan(own, SELECTOR, later, WINDOWS, STALE_AFTER))
