@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import sys
+from array import array
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -405,3 +407,18 @@ def test_counter_increase_matches_a_reset_aware_sum(points: list[tuple[int, bool
             expected, last = expected + value - last, value
     assert s.increase(0, -math.inf) == (float(expected), float(len(points) - 1))
     assert s.last() == values[-1]
+
+
+def test_pack_gives_back_the_room_an_array_grew_into_and_keeps_every_row() -> None:
+    s = series_for(histogram(0, 0, (0, 0, 0)))
+    feed(s, [(float(t), histogram(t, t, (t, t, t))) for t in range(40)], retention=30.0)
+    before = (list(s.times), list(s.rows), s.head)
+    grown = sys.getsizeof(s.times), sys.getsizeof(s.rows)
+    s.pack()
+    assert (list(s.times), list(s.rows), s.head) == before
+    empty = sys.getsizeof(array("d"))
+    assert sys.getsizeof(s.times) == empty + 8 * len(s.times) < grown[0]
+    assert sys.getsizeof(s.rows) <= empty + 8 * (len(s.rows) + len(s.rows) // 16)  # CPython's own spare is left
+    packed = sys.getsizeof(s.times), sys.getsizeof(s.rows)
+    feed(s, [(40.0, histogram(40, 40, (40, 40, 40)))], retention=30.0)  # a row leaves, one comes: no regrowth
+    assert (sys.getsizeof(s.times), sys.getsizeof(s.rows)) == packed

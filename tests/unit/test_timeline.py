@@ -8,6 +8,8 @@ again, a clock that steps back, restarts, late points and bucket-layout changes.
 from __future__ import annotations
 
 import math
+import sys
+from array import array
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -195,3 +197,17 @@ def test_pool_views_over_shared_times_answer_what_a_scan_of_a_column_each_answer
     for later in (now, now + 2.0, now + 20.0):
         kept = read_pools(shared, SELECTOR, later, WINDOWS, STALE_AFTER)
         assert_same(kept, read_pools_scan(own, SELECTOR, later, WINDOWS, STALE_AFTER))
+
+
+def test_a_sweep_packs_the_shared_times_with_room_for_the_next_push() -> None:
+    store = Store(retention=60, max_series=100)
+    for t in range(0, 100, 5):
+        push(store, float(t))
+    (gauge,) = store.series_named("g")
+    store.sweep(99.0)
+    empty = sys.getsizeof(array("d"))
+    assert sys.getsizeof(gauge.times) == empty + 8 * (len(gauge.times) + 1)  # a push adds before it drops
+    assert all(s.times is gauge.times for name in NAMES for s in store.series_named(name))
+    push(store, 100.0)
+    assert sys.getsizeof(gauge.times) == empty + 8 * len(gauge.times)
+    assert list(gauge.times[gauge.head :]) == [float(t) for t in range(40, 101, 5)]
