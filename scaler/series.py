@@ -337,6 +337,13 @@ class Timeline:
             self.appended -= 1  # it had its row of this push: `settle` must not count it among those in step
         series.times = self.times[:rows]
 
+    def drop(self, series: Series) -> None:
+        """`series` leaves the store: it needs no times of its own (and a copy would feed the collector)."""
+        self.members.remove(series)
+        series.timeline = None
+        if len(series.rows) == len(self.times) * series.width:
+            self.appended -= 1
+
     def advance(self, now: float, horizon: float) -> None:
         """A push at `now`: add a time row, and work out which rows a member that appends keeps.
 
