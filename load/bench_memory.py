@@ -87,10 +87,14 @@ def measure(case: Case) -> Result:
     kept = int(case.retention / case.interval) + 1  # rows at or after now - retention
     traced: list[int] = []
     lines = ""
+    swept = 0.0
     for tick in range(1, 2 * kept + 1):
         now = tick * case.interval
         for samples in replay:
             store.append(samples, now)
+        if now - swept >= case.retention / 4:  # as the server's housekeeping sweeps: every quarter retention
+            store.sweep(now)
+            swept = now
         if tick >= kept and case.trace:
             traced.append(_traced())
         if tick == kept + kept // 2 and case.by_line and case.trace:

@@ -427,11 +427,11 @@ async def sample_loop(
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     from scaler.durations import parse_duration
-    from scaler.series import _COMPACT_AT as COMPACT_AT  # rows a series drops before compacting its buffers
-
     retention = parse_duration(args.retention)
     stale_after = parse_duration(args.stale_after)
-    warm_up = min(args.duration / 2, retention + COMPACT_AT * args.interval + 15.0)
+    # buffers fill for one retention, compact once an eighth of a long one is dead, and the sweep (every
+    # quarter retention) packs them: steady after about 1.5 retentions
+    warm_up = min(args.duration / 2, 1.5 * retention + 15.0)
     flags = ["--retention", args.retention, "--stale-after", args.stale_after, "--warmup", "5s"]
     context = multiprocessing.get_context("spawn")
     stop, results = context.Event(), context.Queue()

@@ -271,6 +271,9 @@ class LabelCache:
         self.bytes = 0
         self._resources: dict[bytes, _Resource] = {}
         self._bounds: dict[tuple[float, ...], tuple[float, ...]] = {}
+        # (name, value) pairs of the label sets held, one object each: the sets of every pod name the
+        # same model, namespace and engine, and the store keeps those tuples for as long as their series
+        self._pairs: dict[tuple[str, str], tuple[str, str]] = {}
 
     def reader(self) -> LabelReader:
         return LabelReader(self)
@@ -284,6 +287,7 @@ class LabelCache:
         if self.bytes + size > self.max_bytes:
             self._resources.clear()
             self._bounds.clear()
+            self._pairs.clear()
             self.bytes = 0
         self.bytes += size
         return True
@@ -291,6 +295,7 @@ class LabelCache:
     def _adopt(self, seen: _Resource) -> None:
         if seen.key not in self._resources and self._room(_resource_bytes(seen)):
             self._resources[seen.key] = _Resource(seen.key, seen.pairs, seen.plain, refusal=seen.refusal)
+            self._intern(seen.plain)
 
     def _add_labels(self, seen: _Resource, key: bytes, labels: Labels, bounds: tuple[float, ...] | None = None) -> None:
         held = self._resources.get(seen.key)
@@ -307,6 +312,14 @@ class LabelCache:
         held.by_key[key] = labels
         if bounds is not None:
             held.bounds_by_key[key] = bounds
+        self._intern(labels)
+
+    def _intern(self, labels: Labels) -> None:
+        """Hold the pairs of `labels` for later label sets to share (each counted as a cache entry)."""
+        pairs = self._pairs
+        for pair in labels:
+            if pair not in pairs and self._room(_ENTRY_BYTES):
+                pairs[pair] = pair
 
     def _add_bounds(self, bounds: tuple[float, ...]) -> None:
         if bounds not in self._bounds and self._room(_ENTRY_BYTES + 32 * len(bounds)):
@@ -332,7 +345,8 @@ class LabelReader:
         key = resource.SerializeToString()
         found = self.cache._resources.get(key) or self._seen.get(key)
         if found is None:
-            pairs = {k: (k, v) for k, v in attributes_of(resource.attributes).items()}
+            held = self.cache._pairs
+            pairs = {k: held.get((k, v)) or (k, v) for k, v in attributes_of(resource.attributes).items()}
             found = self._seen[key] = _Resource(key, pairs, tuple(sorted(pairs.values())))
         return found
 
@@ -352,8 +366,9 @@ class LabelReader:
                 labels = "too_many_labels"
             else:
                 merged = dict(resource.pairs)
+                held = self.cache._pairs
                 for name, value in attributes_of(point.attributes).items():
-                    merged[name] = (name, value)
+                    merged[name] = held.get((name, value)) or (name, value)
                 labels = tuple(sorted(merged.values()))
                 if limits.judge is not None:
                     labels = limits.judge.refuse_labels(labels) or labels

@@ -291,10 +291,17 @@ class Ingest:
         out = Decoded()
         for _ in decode_steps(request, reader, self.point_limits, out):
             if not whole and len(out.samples) >= APPEND_SAMPLES:
-                yield self._screened(out, namespace, copy=True)
-                out.samples.clear()  # decode_steps appends to this list
-                out.refused.clear()
-                out.ended = 0
+                # the last pod may go on in the next step: its samples wait, so a run holds whole pods
+                cut = self.store.pod_start(out.samples, APPEND_SAMPLES)
+                if cut:
+                    tail = out.samples[cut:]
+                    del out.samples[cut:]
+                    ended = sum(1 for sample in tail if sample.no_value)
+                    out.ended -= ended
+                    yield self._screened(out, namespace, copy=True)
+                    out.samples[:] = tail  # decode_steps appends to this list
+                    out.refused.clear()
+                    out.ended = ended
             await turn.step()
         out.refused += confined
         if namespace is not None:
@@ -313,8 +320,7 @@ class Ingest:
         """Append at the receive time, a slice at a time; what the store refused is not cached either."""
         samples, now = decoded.samples, self.clock()
         store_refused: Counter[str] = Counter()
-        for first in range(0, len(samples), APPEND_SAMPLES):
-            chunk = samples if len(samples) <= APPEND_SAMPLES else samples[first : first + APPEND_SAMPLES]
+        for chunk in self.store.chunks(samples, APPEND_SAMPLES):
             store_refused += self.store.append(chunk, now)
             await turn.step()
         reader.keep(() if store_refused else samples)

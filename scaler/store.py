@@ -9,16 +9,17 @@ from __future__ import annotations
 import weakref
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from scaler.expression import LackingLabels, Selector
 from scaler.names import pod_of
 from scaler.otlp import Labels, Sample
 from scaler.pool_view import PoolKey, PoolView
-from scaler.series import Series
+from scaler.series import Series, Timeline
 from scaler.views import Reducer, View, ViewKey
 
-SWEEP_SLICE = 1_000  # series per sweep slice: 1–17 ms at 1–17 µs per series (freeing one costs most)
+SWEEP_SLICE = 1_000  # series visited per sweep slice (a freed one counts FREE_COST): 2–7 ms here
+FREE_COST = 4  # freeing a series (its views, its pod, its dict entries) costs up to four visits
 EXPIRY_BUDGET = 50  # pods a push may recompute in a pool view for time passing: about 5 ms
 
 
@@ -41,15 +42,19 @@ class LabelMap(dict[str, str]):
 class _Pod:
     last_seen: float
     series: int = 0
+    timeline: Timeline = field(default_factory=Timeline)  # the times its series share while in step
 
 
 class Store:
-    def __init__(self, retention: float, max_series: int, expiry_budget: int = EXPIRY_BUDGET) -> None:
+    def __init__(
+        self, retention: float, max_series: int, expiry_budget: int = EXPIRY_BUDGET, share_times: bool = True
+    ) -> None:
         if retention <= 0:
             raise ValueError("retention must be positive")
         self.retention = retention
         self.max_series = max_series
         self.expiry_budget = expiry_budget
+        self.share_times = share_times  # the series of a pod share one time column (scaler.series.Timeline)
         self._by_name: dict[str, dict[Labels, Series]] = {}
         self._pods: dict[str, _Pod] = {}
         self._count = 0
@@ -68,6 +73,7 @@ class Store:
         """Store samples received at `now`; return the refused ones counted by reason."""
         refused: Counter[str] = Counter()
         horizon = now - self.retention
+        advanced: list[Timeline] = []  # pods' time columns this push moved on
         for sample in samples:
             named = self._by_name.get(sample.name)
             series = named.get(sample.labels) if named is not None else None
@@ -78,15 +84,55 @@ class Store:
                     refused["series_limit"] += 1
                     continue
                 series = self._create(sample, now)
-            series.append(sample, now, horizon)
+            if series.timeline is not None:
+                series.append_in_step(sample, now, horizon, advanced)
+            else:
+                series.append(sample, now, horizon)
             for view in series.views:
                 view.update(series)
             if series.pod and not sample.no_value:
                 self._pods[series.pod].last_seen = now
+        for line in advanced:
+            line.settle()
         for pool in self._pool_views.values():  # each pod pushed recomputes once, at the push's time
             pool.advance(now, self.expiry_budget)
         self.generation += 1
         return refused
+
+    def chunks(self, samples: list[Sample], size: int) -> Iterator[list[Sample]]:
+        """`samples` in runs of about `size` for `append`, each cut where one pod's samples end.
+
+        The series of a pod share their times only while each push gives every one of them a row
+        (scaler.series.Timeline): a pod cut in two would leave its second half on times of its own.
+        A run grows by at most `size` to reach the end of its last pod.
+        """
+        first = 0
+        while first < len(samples):
+            end = min(first + size, len(samples))
+            if end < len(samples):
+                pod, limit = self._pod_of(samples[end - 1].labels), min(end + size, len(samples))
+                while end < limit and self._pod_of(samples[end].labels) == pod:
+                    end += 1
+            yield samples if first == 0 and end == len(samples) else samples[first:end]
+            first = end
+
+    def pod_start(self, samples: list[Sample], most: int) -> int:
+        """Where the samples of the last pod in `samples` begin; `len(samples)` if that run is `most` or more.
+
+        A decoder that stores a request in runs holds these back for the next run (see `chunks`).
+        """
+        if not samples:
+            return 0
+        pod, start = self._pod_of(samples[-1].labels), len(samples) - 1
+        while start > 0 and self._pod_of(samples[start - 1].labels) == pod:
+            start -= 1
+            if len(samples) - start >= most:
+                return len(samples)
+        return start
+
+    def _pod_of(self, labels: Labels) -> str:
+        known = self._label_maps.get(labels)
+        return known.pod if known is not None else pod_of(dict(labels))
 
     def _create(self, sample: Sample, now: float) -> Series:
         named = self._by_name.setdefault(sample.name, {})
@@ -103,16 +149,20 @@ class Store:
             self._detach(old)
         for view in self._views.get(sample.name, {}).values():
             if view.accepts(series):
-                series.views.append(view)
+                series.views += (view,)
         for pool in self._pool_views_by_name.get(sample.name, ()):
             if pool.accepts(series):
-                series.views.append(pool)
+                series.views += (pool,)
                 pool.attach(series)
         if old is None:
             self._count += 1
             if series.pod:
                 pod = self._pods.setdefault(series.pod, _Pod(now))
                 pod.series += 1
+        if series.pod and self.share_times:
+            line = self._pods[series.pod].timeline
+            if line.joinable(now):
+                line.join(series)
         return series
 
     def select(self, name: str, selector: Selector | LackingLabels) -> list[Series]:
@@ -136,7 +186,7 @@ class Store:
             view = views[key] = View(key, reduce, now)
             held = [s for s in self._by_name.get(key.name, {}).values() if view.accepts(s)]
             for series in sorted(held, key=Series.last_time):  # the view keeps update order
-                series.views.append(view)
+                series.views += (view,)
                 view.update(series)
         view.last_used = now
         return view
@@ -152,7 +202,7 @@ class Store:
             for name in dict.fromkeys(metrics):
                 self._pool_views_by_name.setdefault(name, []).append(pool)
                 for series in self.select(name, selector):
-                    series.views.append(pool)
+                    series.views += (pool,)
                     pool.attach(series)
         pool.last_used = now
         return pool
@@ -165,7 +215,7 @@ class Store:
                     del views[key]
                     dropped += 1
                     for series in list(view.values) + list(view.stale):
-                        series.views.remove(view)
+                        series.views = tuple(v for v in series.views if v is not view)
             if not views:
                 del self._views[name]
         for pool_key, pool in list(self._pool_views.items()):
@@ -173,7 +223,7 @@ class Store:
                 del self._pool_views[pool_key]
                 dropped += 1
                 for series in pool.release():
-                    series.views.remove(pool)
+                    series.views = tuple(v for v in series.views if v is not pool)
                 for name in pool_key.metrics:
                     pools = self._pool_views_by_name.get(name, [])
                     if pool in pools:
@@ -185,7 +235,9 @@ class Store:
     def _detach(self, series: Series) -> None:
         for view in series.views:
             view.detach(series)
-        series.views.clear()
+        series.views = ()
+        if series.timeline is not None:
+            series.timeline.drop(series)
 
     def series_named(self, name: str) -> Iterator[Series]:
         named = self._by_name.get(name)
@@ -195,15 +247,20 @@ class Store:
         return sorted(self._by_name)
 
     def sweep(self, now: float) -> int:
-        """Free series with no sample within retention, and pods left with no series; return freed series."""
+        """Free series with no sample within retention, and pods left with no series; return freed series.
+
+        The series kept give back the room their arrays grew into while filling (`Series.pack`).
+        """
         return sum(self.sweep_slices(now, size=2**62))
 
     def sweep_slices(self, now: float, size: int = SWEEP_SLICE) -> Iterator[int]:
-        """The sweep in slices of `size` series, yielding the series freed by each.
+        """The sweep in slices of `size` visits, yielding the series freed by each.
 
         A caller on an event loop lets other work run between slices: at 400,000 series a whole sweep
-        held the loop for 0.3–0.7 s. Appends between slices are safe (keys are read per name as the
-        sweep reaches it); the horizon is the pass's start, so a slice never frees what is fresh.
+        held the loop for 0.3–0.7 s. A freed series weighs FREE_COST visits, so a slice that frees
+        takes no longer than one that only trims. Appends between slices are safe (a name's series are
+        read as the sweep reaches it, and one replaced since is left to the next pass); the horizon is
+        the pass's start, so a slice never frees what is fresh.
         """
         horizon = now - self.retention
         freed = visited = 0
@@ -211,23 +268,34 @@ class Store:
             named = self._by_name.get(name)
             if named is None:
                 continue
-            for labels in list(named):
-                series = named.get(labels)
-                if series is None:
-                    continue
-                held = series.sample_count()
-                series.trim(horizon)
-                if series.views and series.has_data() and series.sample_count() < held:
-                    for view in series.views:
-                        view.trimmed(series)
-                if not series.has_data():
-                    del named[labels]
+            pending = list(named.values())  # no (key, value) tuples: the sweep allocates nothing per series
+            pending.reverse()
+            while pending:
+                series = pending.pop()  # a freed series dies here, not with the list: the costs stay in slices
+                line = series.timeline
+                if line is not None:
+                    if line.trim(horizon):  # the rows of all its members went: tell each one's views
+                        for member in line.members:
+                            if member.has_data():
+                                for view in member.views:
+                                    view.trimmed(member)
+                else:
+                    held = series.sample_count()
+                    series.trim(horizon)
+                    if series.views and series.has_data() and series.sample_count() < held:
+                        for view in series.views:
+                            view.trimmed(series)
+                if series.has_data():
+                    series.pack()
+                    visited += 1
+                elif named.get(series.labels) is series:  # not replaced by an append between slices
+                    del named[series.labels]
                     freed += 1
                     self._count -= 1
                     self._release_pod(series.pod)
                     self._detach(series)
                     self._versions[name] = self._versions.get(name, 0) + 1
-                visited += 1
+                    visited += FREE_COST
                 if visited >= size:
                     yield freed
                     freed = visited = 0

@@ -1007,3 +1007,26 @@ def test_a_metric_larger_than_a_step_decodes_in_steps_to_the_same_samples() -> N
 def test_json_that_is_not_an_object_is_refused(body: bytes) -> None:
     with pytest.raises(DecodeError, match="JSON object"):
         read_json(body)
+
+
+def test_label_sets_of_different_pods_share_the_pairs_they_have_in_common() -> None:
+    cache = LabelCache()
+    decoded = [
+        decode_export_request(
+            request(
+                Metric(
+                    name="g", gauge=Gauge(data_points=[NumberDataPoint(as_double=1.0, attributes=attrs(engine="0"))])
+                ),
+                resource=attrs(k8s__pod__name=pod, k8s__namespace__name="ns"),
+            ),
+            cache,
+        )
+        for pod in ("a", "b", "c")
+    ]
+    [a], [b], [c] = (d.samples for d in decoded)
+    assert a.labels == (("engine", "0"), ("k8s.namespace.name", "ns"), ("k8s.pod.name", "a"))
+    assert a.labels[0] is b.labels[0] is c.labels[0]  # the first kept set's pair serves the later ones
+    assert a.labels[1] is b.labels[1] is c.labels[1]  # resource pairs too
+    assert b.labels[2] is not c.labels[2]
+    cache._room(cache.max_bytes)  # full: the cache starts over, and forgets the pairs with the rest
+    assert cache._pairs == {}

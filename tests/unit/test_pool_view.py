@@ -266,7 +266,7 @@ def test_triggers_that_ask_alike_share_a_view_and_idle_views_let_go_of_their_ser
     [series] = store.series_named(RUNNING)
     assert len(series.views) == 1
     assert store.drop_idle_views(now=700.0, idle=600.0) == 1
-    assert series.views == []
+    assert series.views == ()
     push(store, 701.0, "p0", 2.0)  # no view is kept up any more
     assert store._pool_views == {}
 

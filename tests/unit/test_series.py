@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import sys
+from array import array
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scaler.otlp import Histogram, Kind, Sample
-from scaler.series import _COMPACT_AT, Series
+from scaler.series import _DEAD_SHARE, _MOVE_FREELY, Series
 
 PROPS = settings(max_examples=150, deadline=None, database=None)
 
@@ -84,13 +86,10 @@ def test_trim_alone_drops_old_rows() -> None:
 
 def test_compaction_bounds_storage_and_keeps_values() -> None:
     s = series_for(histogram(0, 0, (0, 0, 0)))
-    longest = 0
     for t in range(3000):
         s.append(histogram(t, 2.0 * t, (t, 2 * t, 3 * t)), float(t), t - 10.0)
-        longest = max(longest, len(s.times))
         assert len(s.rows) == len(s.times) * s.width
-    assert longest <= 2 * 11 + 2  # compacted as soon as half the buffer is dead
-    assert s.head < _COMPACT_AT
+        assert s.head == 0  # 11 rows of 5 floats: small enough to compact on every trim
     assert retained_times(s) == [float(t) for t in range(2989, 3000)]
     assert s.column(0, -math.inf) == [float(t) for t in range(2989, 3000)]
     assert s.column(1, -math.inf) == [2.0 * t for t in range(2989, 3000)]
@@ -98,14 +97,33 @@ def test_compaction_bounds_storage_and_keeps_values() -> None:
     assert s.increase(0, 2990.0) == (9.0, 9.0)
 
 
-def test_compaction_with_long_retention_happens_every_256_dropped_rows() -> None:
+def test_a_large_buffer_is_compacted_once_an_eighth_of_it_is_dead() -> None:
     s = series_for(gauge(0))
-    for t in range(2000):
-        s.append(gauge(t), float(t), t - 1000.0)
-        assert s.head < _COMPACT_AT
-    assert len(s.times) < 1001 + _COMPACT_AT
-    assert retained_times(s)[0] == 999.0
-    assert s.column(0, 1995.0) == [1995.0, 1996.0, 1997.0, 1998.0, 1999.0]
+    retained = 2 * _MOVE_FREELY
+    heads = []
+    for t in range(3 * retained):
+        s.append(gauge(t), float(t), t - (retained - 1.0))
+        assert s.head * _DEAD_SHARE < len(s.times)  # never more than an eighth dead after a trim
+        heads.append(s.head)
+    assert max(heads) == retained // (_DEAD_SHARE - 1)  # compacted when the dead rows reach 1/8 of the buffer
+    compactions = heads[retained:].count(0)  # once full: each compaction moves the whole buffer
+    assert compactions == 2 * retained // (retained // (_DEAD_SHARE - 1) + 1)  # so each row is moved about 7 times
+    assert retained_times(s) == [float(t) for t in range(2 * retained, 3 * retained)]
+    assert s.column(0, 3 * retained - 3.0) == [3 * retained - 3.0, 3 * retained - 2.0, 3 * retained - 1.0]
+
+
+def test_a_gauge_holds_no_reset_bookkeeping() -> None:
+    """Offsets exist only once a counter resets, and the last raw row only for cumulative series."""
+    g = series_for(gauge(0))
+    feed(g, [(1.0, gauge(5)), (2.0, gauge(3))])
+    assert (g.offset, g.last_raw) == (None, None)
+    c = series_for(counter(0))
+    feed(c, [(1.0, counter(5)), (2.0, counter(9))])
+    assert c.offset is None and list(c.last_raw or ()) == [9.0]
+    feed(c, [(3.0, counter(1)), (4.0, counter(2))])  # lower, then confirmed: a reset
+    assert list(c.offset or ()) == [9.0]
+    assert c.column(0, -math.inf) == [5.0, 9.0, 10.0, 11.0]
+    assert c.last() == 2.0
 
 
 def test_same_instant_append_replaces_the_row() -> None:
@@ -327,7 +345,7 @@ def test_times_stay_sorted_and_within_the_horizon(
         assert times[-1] == now
         assert all(t >= now - retention for t in times)
         assert len(s.rows) == len(s.times) * s.width
-        assert s.head < _COMPACT_AT
+        assert s.head == 0 or (s.head * _DEAD_SHARE < len(s.times) and len(s.rows) > _MOVE_FREELY)
         assert s.last(1 if as_histogram else 0) == value
 
 
@@ -389,3 +407,18 @@ def test_counter_increase_matches_a_reset_aware_sum(points: list[tuple[int, bool
             expected, last = expected + value - last, value
     assert s.increase(0, -math.inf) == (float(expected), float(len(points) - 1))
     assert s.last() == values[-1]
+
+
+def test_pack_gives_back_the_room_an_array_grew_into_and_keeps_every_row() -> None:
+    s = series_for(histogram(0, 0, (0, 0, 0)))
+    feed(s, [(float(t), histogram(t, t, (t, t, t))) for t in range(40)], retention=30.0)
+    before = (list(s.times), list(s.rows), s.head)
+    grown = sys.getsizeof(s.times), sys.getsizeof(s.rows)
+    s.pack()
+    assert (list(s.times), list(s.rows), s.head) == before
+    empty = sys.getsizeof(array("d"))
+    assert sys.getsizeof(s.times) == empty + 8 * len(s.times) < grown[0]
+    assert sys.getsizeof(s.rows) <= empty + 8 * (len(s.rows) + len(s.rows) // 16)  # CPython's own spare is left
+    packed = sys.getsizeof(s.times), sys.getsizeof(s.rows)
+    feed(s, [(40.0, histogram(40, 40, (40, 40, 40)))], retention=30.0)  # a row leaves, one comes: no regrowth
+    assert (sys.getsizeof(s.times), sys.getsizeof(s.rows)) == packed

@@ -71,7 +71,7 @@ def test_views_are_dropped_when_idle_and_release_their_series() -> None:
     [series] = store.series_named("load")
     assert len(series.views) == 1
     assert store.drop_idle_views(now=700.0, idle=600.0) == 1
-    assert series.views == []
+    assert series.views == ()
 
 
 @pytest.mark.parametrize("operation", [op for op in OPERATIONS if op != "rate"])  # rate needs two rows
