@@ -427,6 +427,7 @@ async def sample_loop(
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     from scaler.durations import parse_duration
+
     retention = parse_duration(args.retention)
     stale_after = parse_duration(args.stale_after)
     # buffers fill for one retention, compact once an eighth of a long one is dead, and the sweep (every
