@@ -43,6 +43,7 @@ from scaler.triggers import Triggers
 logger = logging.getLogger(__name__)
 
 POLICY_REFRESH = 0.5  # seconds a policy decision is reused for further KEDA calls and stream checks
+POOL_UPKEEP = 0.25  # seconds between passes that bring pool views up to date between calls
 KEDA_SERVICE = externalscaler_pb2.DESCRIPTOR.services_by_name["ExternalScaler"].full_name
 # A gRPC health service name that is SERVING only once warm-up has passed. A readiness probe on it
 # keeps a restarted HA replica out of the ClusterIP Service until its answers can be whole, as long
@@ -195,6 +196,7 @@ async def start(settings: Settings, clock: Callable[[], float] = time.monotonic)
     scaler._accept_errors = accept_errors
 
     scaler._tasks.append(asyncio.create_task(_housekeeping(scaler, clock)))
+    scaler._tasks.append(asyncio.create_task(_pool_upkeep(scaler, clock)))
     scaler.ready.set()
     logger.info(
         "listening on %s: otlp-grpc=%d otlp-http=%d scaler=%d http=%d",
@@ -253,6 +255,19 @@ async def _housekeeping(scaler: Scaler, clock: Callable[[], float]) -> None:
             scaler.push.limiter.forget_idle(now)
         except Exception:
             logger.exception("housekeeping failed")
+
+
+async def _pool_upkeep(scaler: Scaler, clock: Callable[[], float]) -> None:
+    """Bring the policy triggers' pool views up to date in slices as soon as time changes them (and at
+    least every POOL_UPKEEP seconds), so that the moment a fleet's rows leave a window together costs
+    no KEDA call its wait (Store.advance_views)."""
+    while True:
+        await asyncio.sleep(min(POOL_UPKEEP, max(0.001, scaler.store.next_due() - clock())))
+        try:
+            for _ in scaler.store.advance_views(clock()):
+                await asyncio.sleep(0)  # let calls and pushes in between slices
+        except Exception:
+            logger.exception("pool upkeep failed")
 
 
 def tune_gc() -> None:

@@ -218,6 +218,23 @@ class PoolView:
         while self.dirty:  # a refresh whose arithmetic overflowed: recompute it, to mark it broken
             self._recompute(self.dirty.popitem()[0])
 
+    def due(self, now: float) -> bool:
+        """Whether `advance(now)` has work: a pod pushed to, gone stale, or whose window start passed a row."""
+        if self.dirty or (now > self.clock and self.broken):
+            return True
+        if self.quiet and now - self.quiet[0][0] > self.key.stale_after:
+            return True
+        return any(w.expiries and w.expiries[0][0] <= now - w.seconds for w in self.windows)
+
+    def next_due(self) -> float:
+        """The earliest time at which time alone gives `advance` work (inf if none is known yet)."""
+        if self.dirty or self.broken:
+            return -math.inf
+        moments = [w.expiries[0][0] + w.seconds for w in self.windows if w.expiries]
+        if self.quiet:
+            moments.append(self.quiet[0][0] + self.key.stale_after)
+        return min(moments, default=math.inf)
+
     def _recompute(self, entry: _Pod) -> None:
         before, latency_before = entry.templates, entry.latency
         entry.version += 1

@@ -6,6 +6,7 @@ producer's timestamp, so staleness and windows are judged on one clock whatever 
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -206,6 +207,23 @@ class Store:
                     pool.attach(series)
         pool.last_used = now
         return pool
+
+    def advance_views(self, now: float, budget: int = EXPIRY_BUDGET) -> Iterator[None]:
+        """Bring every pool view to `now` in slices of at most `budget` pods that time changed, yielding
+        between slices.
+
+        A fleet that pushes in step has all its pods' rows leave a window at one moment, between two
+        pushes; the read that comes next would take them all at once (about 200 ms at 5,000 pods). Run
+        between calls, this leaves the read nothing to do.
+        """
+        for pool in list(self._pool_views.values()):
+            while pool.due(now):
+                pool.advance(now, budget)
+                yield
+
+    def next_due(self) -> float:
+        """When time next changes a pool view without a push (`advance_views` then has work)."""
+        return min((pool.next_due() for pool in self._pool_views.values()), default=math.inf)
 
     def drop_idle_views(self, now: float, idle: float) -> int:
         dropped = 0

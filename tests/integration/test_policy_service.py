@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 
 import grpc
 
@@ -145,3 +146,17 @@ async def test_explain_prints_the_decision_table(harness: Harness) -> None:
     assert 'ns/llama-decode  policy decode  pool ns/llama-decode{llm-d.ai/role="decode"}  -> 4 (active)' in text
     assert "reason: decode: kv 0.90 > 0.80 on 3 pods -> 4" in text
     assert "kv " in text and "ns/dc0" in text
+
+
+async def test_the_pool_upkeep_brings_views_up_to_date_between_calls(harness: Harness) -> None:
+    """Once the pods' rows leave the stable window, the server makes the view's changes itself: the
+    next KEDA call finds nothing due (scaler/app.py `_pool_upkeep`)."""
+    ref = harness.keda.ref(pool("decode"), name="llama-decode")
+    await harness.push([llmd_pod(f"dc{i}", "decode", kv_cache_usage_perc=0.9) for i in range(3)])
+    assert await harness.keda.value(ref) == 4.0
+    [view] = harness.scaler.store._pool_views.values()
+    clock = time.monotonic  # the scaler's clock
+    first_due = harness.scaler.store.next_due()
+    assert first_due < float("inf")
+    await asyncio.sleep(max(0.0, first_due - clock()) + 0.6)  # past the moment, and one upkeep pass
+    assert not view.due(clock())
