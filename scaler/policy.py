@@ -373,6 +373,8 @@ def learn_capacity(state: PolicyState, pool: PoolWindow, now: float) -> tuple[Po
     prefill, prefill_note = _learn(state.prefill, pool, "saturated_prompt_rate", "prefill", now)
     decode, decode_note = _learn(state.decode, pool, "saturated_generation_rate", "decode", now)
     notes = [n for n in (prefill_note, decode_note) if n]
+    if prefill is state.prefill and decode is state.decode:  # nothing learned: the same state
+        return state, notes
     return replace(state, prefill=prefill, decode=decode), notes
 
 
@@ -404,7 +406,7 @@ def _limited(figures: WindowFigures, limits: _Limits) -> WindowFigures:
     """The window's signals with the rate cap on bounded ones, then the in-flight bound on queues and latency."""
     capped = [_capped(s, limits) for s in figures.signals]
     if not limits.holding:
-        return replace(figures, signals=tuple(capped))
+        return WindowFigures(figures.window, tuple(capped))
     arrivals = max([float(limits.pods), *(a for s in capped if (a := s.arrivals) is not None)])
     # what the arrival rate needs, plus as many again as are awaited, at most what it needs beyond those reporting
     extra = min(float(limits.awaited), arrivals - limits.pods)
@@ -414,7 +416,7 @@ def _limited(figures: WindowFigures, limits: _Limits) -> WindowFigures:
     else:
         why = f"at {bound:g}: pods that began serving within a cold start drain what built up while they loaded"
     held = [_held(s, bound, why) if s.kind in (QUEUE, LATENCY) and s.replicas > bound else s for s in capped]
-    return replace(figures, signals=tuple(held))
+    return WindowFigures(figures.window, tuple(held))
 
 
 def _capped(signal: Signal, limits: _Limits) -> Signal:
@@ -422,12 +424,16 @@ def _capped(signal: Signal, limits: _Limits) -> Signal:
         return signal
     keep_up = None if signal.keep_up is None else min(signal.keep_up, limits.cap)
     why = f"capped at {limits.rate:g}x {limits.pods} pods"
-    return replace(_held(signal, limits.cap, why, "; "), keep_up=keep_up)
+    return _held(signal, limits.cap, why, "; ", keep_up)
 
 
-def _held(signal: Signal, limit: float, why: str, sep: str = "; held ") -> Signal:
+def _held(signal: Signal, limit: float, why: str, sep: str = "; held ", keep_up: float | None = None) -> Signal:
+    """`signal` at `limit`, saying why; `keep_up` replaces its own when given. Built directly: through
+    dataclasses.replace, these copies were a fifth of a policy evaluation (docs/performance.md)."""
     detail = f"{signal.detail} ({signal.replicas:.1f}){sep}{why}"
-    return replace(signal, replicas=limit, detail=detail)  # the peak only ever holds pods: leave it
+    keep = signal.keep_up if keep_up is None else keep_up
+    # the peak only ever holds pods: leave it
+    return Signal(signal.name, limit, signal.peak, detail, signal.kind, keep, signal.bounded)
 
 
 def _forecast(stable: WindowFigures, panic: WindowFigures, cold: ColdStart) -> Signal | None:
@@ -480,7 +486,7 @@ def recommend(
     limits = _Limits(pods, cap, spec.max_scale_up_rate, in_flight + late, bool(in_flight + late) or draining)
     demand, state = _queue_growth(spec, state, demand, now)
     correction = slo_correction(state, now)
-    sized = replace(spec, headroom=spec.headroom / correction)
+    sized = spec if correction == 1.0 else replace(spec, headroom=spec.headroom / correction)
     if correction > 1:
         notes.append(f"latency correction x{correction:.2f}: headroom {sized.headroom:.2f} (learned from an SLO miss)")
     gateway = (None, None) if demand is None else ((demand.stable, demand.growth), (demand.panic, demand.growth))
@@ -494,12 +500,13 @@ def recommend(
     want_panic = replicas_for(panic_figures.demand)
     ahead = _forecast(stable_figures, panic_figures, cold) if spec.forecast else None
     if ahead is not None:
-        panic_figures = replace(panic_figures, signals=(*panic_figures.signals, ahead))
+        panic_figures = WindowFigures(panic_figures.window, (*panic_figures.signals, ahead))
     want_ahead = replicas_for(panic_figures.demand)
 
+    last_panic = state.last_panic
     if want_panic >= spec.panic_threshold * max(pods, 1) and want_panic > pods:
-        state = replace(state, last_panic=now)
-    in_panic = state.last_panic is not None and now - state.last_panic < spec.stable_window
+        last_panic = now
+    in_panic = last_panic is not None and now - last_panic < spec.stable_window
     previous = state.demand if state.demand is not None else pods
     qualifiers: list[str] = []
     if in_panic:
@@ -545,9 +552,16 @@ def recommend(
 
     serving = (pool_replicas if pool_replicas is not None else replicas) - asleep
     flight = inflight.ask(flight, max(0, serving), pods, now)
-    state = replace(state, demand=demand_figure, flight=flight)
-    if pods:
-        state = replace(state, seen_replicas=replicas)
+    state = PolicyState(
+        last_panic=last_panic,
+        prefill=state.prefill,
+        decode=state.decode,
+        seen_replicas=replicas if pods else state.seen_replicas,
+        demand=demand_figure,
+        flight=flight,
+        queue_seen=state.queue_seen,
+        slo=state.slo,
+    )  # built directly, not by dataclasses.replace: a new field must be carried here too (test_policy_burst.py)
     idle = "no pod awake" if asleep and not pods else "no load signals"
     reason = f"{spec.phase}: {top.detail if top else idle} -> {replicas}"
     if qualifiers:

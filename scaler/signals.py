@@ -122,23 +122,31 @@ def _kv_preempting(pod: PodSignals) -> float | None:
     return 1.0 if pod.kv is not None and (pod.preemption_rate or 0.0) > 0 else None
 
 
-def _saturated(rate: str) -> Callable[[PodSignals], float | None]:
+def _saturated(pod: PodSignals, rate: float | None) -> float | None:
     """A pod's token rate while it had a queue (it ran flat out), for learning per-pod capacity."""
+    return rate if (pod.waiting or 0.0) >= 1.0 and rate is not None and rate > 0 else None
 
-    def figure(pod: PodSignals) -> float | None:
-        value: float | None = getattr(pod, rate)
-        return value if (pod.waiting or 0.0) >= 1.0 and value is not None and value > 0 else None
 
-    return figure
+def _saturated_prompt_rate(pod: PodSignals) -> float | None:
+    return _saturated(pod, pod.prompt_rate)
+
+
+def _saturated_generation_rate(pod: PodSignals) -> float | None:
+    return _saturated(pod, pod.generation_rate)
+
+
+def _serving(pod: PodSignals) -> float | None:
+    return 1.0
+
+
+def _waiting_split(pod: PodSignals) -> float | None:
+    """1 for a pod whose waiting figure is the capacity split (num_requests_waiting_by_reason)."""
+    return 1.0 if pod.waiting is not None and pod.waiting_by_reason else None
 
 
 def _split_deferred(pod: PodSignals) -> float | None:
     """The deferred queue of a pod whose waiting figure is the capacity split."""
     return (pod.waiting_deferred or 0.0) if pod.waiting is not None and pod.waiting_by_reason else None
-
-
-def _field(name: str) -> Callable[[PodSignals], float | None]:
-    return operator.attrgetter(name)
 
 
 _SUMMED = (
@@ -158,17 +166,18 @@ _SUMMED = (
 )
 # What the policy reads of a window's serving pods: per pod a figure (None: the pod does not count),
 # summed (math.fsum) and counted over the serving pods. A pool view keeps each on ingest, so a call
-# reads them without visiting the pods.
+# reads them without visiting the pods. The rules are functions called on each read, not closures
+# built at import, so that mutation testing (pyproject.toml, [tool.mutmut]) reaches them.
 POOL_FIGURES: dict[str, Callable[[PodSignals], float | None]] = {
-    **{name: _field(name) for name in _SUMMED},
-    "serving": lambda pod: 1.0,
-    "waiting_split": lambda pod: 1.0 if pod.waiting is not None and pod.waiting_by_reason else None,
+    **{name: operator.attrgetter(name) for name in _SUMMED},
+    "serving": _serving,
+    "waiting_split": _waiting_split,
     "waiting_split_deferred": _split_deferred,
     "kv_load": _kv_load,
     "kv_peak_load": _kv_peak_load,
     "kv_preempting": _kv_preempting,
-    "saturated_prompt_rate": _saturated("prompt_rate"),
-    "saturated_generation_rate": _saturated("generation_rate"),
+    "saturated_prompt_rate": _saturated_prompt_rate,
+    "saturated_generation_rate": _saturated_generation_rate,
 }
 
 

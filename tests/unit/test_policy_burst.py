@@ -1057,3 +1057,43 @@ def test_gateway_arrivals_for_a_pool_at_zero_ask_for_one_pod_never_zero() -> Non
     assert decision.replicas == 1
     quiet, _ = recommend(spec, PolicyState(), empty, empty, now=100.0, demand=GatewayDemand(0.0, 0.0))
     assert quiet.replicas == 0  # no arrivals, no pods: zero is the answer
+
+
+def test_an_evaluation_carries_the_state_it_does_not_change() -> None:
+    """The next state is built field by field: what an evaluation does not update passes through as it was."""
+    spec = parse_policy({**BASE, "phase": "decode"}, "ns")
+    learned = {"prefill": Learned(900.0, 10.0, 20.0), "decode": Learned(1000.0, 10.0, 20.0)}
+    state = PolicyState(last_panic=50.0, seen_replicas=7, demand=3, queue_seen=(40.0, 3.0), slo=(30.0, 1.5), **learned)
+    pods = [PodSignals(f"p{i}", kv=0.4) for i in range(2)]
+    decision, after = recommend(spec, state, pool_of(pods, 60), pool_of(pods, 6), now=100.0)
+    assert decision.in_panic and decision.replicas == 3  # panic holds the last demand
+    carried = (after.last_panic, after.prefill, after.decode, after.queue_seen, after.slo)
+    assert carried == (50.0, learned["prefill"], learned["decode"], (40.0, 3.0), (30.0, 1.5))
+    assert (after.seen_replicas, after.demand, after.flight.target) == (3, 3, 3)
+    decision, after = recommend(spec, state, PoolWindow(60.0), PoolWindow(6.0), now=100.0)
+    assert (decision.replicas, after.seen_replicas, after.demand) == (3, 7, 3)  # no pod reporting: seen kept
+
+
+def test_a_correction_at_its_bound_when_just_learned_doubles_absolute_demand() -> None:
+    spec = parse_policy({**BASE, "phase": "decode"}, "ns")
+    pods = [PodSignals(f"p{i}", kv=0.4) for i in range(2)]
+    state = PolicyState(slo=(100.0, SLO_BOUND))  # learned now: no decay, exactly 2
+    decision, _ = recommend(spec, state, pool_of(pods, 60), pool_of(pods, 6), now=100.0)
+    kv = next(s for s in decision.stable.signals if s.name == "kv")
+    assert kv.replicas == pytest.approx(2.0)  # 0.8 of usage at 0.8 x 1 / 2 a pod, not 1.0
+    assert "latency correction x2.00: headroom 0.50 (learned from an SLO miss)" in decision.notes
+
+
+def test_a_forecast_joins_the_panic_window_it_was_made_from() -> None:
+    spec = parse_policy({**BASE, "phase": "decode", "forecast": "true", "coldStart": "30s"}, "ns")
+    stable, panic = [PodSignals(f"p{i}", kv=0.4) for i in range(2)], [PodSignals(f"p{i}", kv=0.8) for i in range(2)]
+    decision, _ = recommend(spec, PolicyState(), pool_of(stable, 60), pool_of(panic, 6), now=100.0)
+    assert decision.panic.window == 6.0 and decision.stable.window == 60.0
+    assert [s.name for s in decision.panic.signals] == ["kv", "forecast"]
+
+
+def test_any_gateway_arrivals_for_a_pool_at_zero_ask_for_one_pod() -> None:
+    spec = parse_policy({**BASE, **RATE_DEMAND}, "ns")
+    empty = pool_of([], 60)
+    decision, _ = recommend(spec, PolicyState(), empty, empty, now=100.0, demand=GatewayDemand(0.5, 0.5))
+    assert decision.replicas == 1  # one request every 2 s is still a request no pod is up to serve

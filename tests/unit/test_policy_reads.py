@@ -10,9 +10,10 @@ import math
 from dataclasses import asdict
 
 from scaler.explain import describe_decision, describe_trigger
+from scaler.otlp import Kind, Sample
 from scaler.policy import Decision, PolicyState, pool_metrics, recommend
 from scaler.policy_spec import PolicySpec, parse_policy
-from scaler.signals import POOL_FIGURES, PoolWindow, read_pools, read_pools_scan
+from scaler.signals import KV, POOL_FIGURES, RUNNING, SLEEP_STATE, PoolWindow, read_pool, read_pools, read_pools_scan
 from scaler.store import Store
 from scaler.triggers import Triggers
 from tests.support.pods import FakePod, feed
@@ -100,3 +101,82 @@ def test_the_debug_view_of_a_policy_trigger_shows_every_pod_with_its_live_age() 
     assert {row["age"] for row in shown["pods"]} == {2.0}  # each pod's newest sample, read at explain time
     assert shown["pods"][1]["preemption_rate"] == 0.5 and shown["pods"][3]["asleep"] is True
     assert shown["last_data_seconds_ago"] == 2.0
+
+
+def test_reporting_lists_the_serving_pods_a_figure_counts() -> None:
+    store = Store(retention=300.0, max_series=10_000)
+    now = feed(store, fleet(), 0.0, 30.0)
+    for pool in pools(store, now, scan=True):
+        assert [p.pod for p in pool.reporting("kv_preempting")] == ["ns/p1"]
+        assert [p.pod for p in pool.reporting("waiting_split")] == ["ns/p2"]
+        assert {p.pod for p in pool.reporting("kv")} == {"ns/p0", "ns/p1", "ns/p2", "ns/p4"}  # p3 sleeps
+        for name in POOL_FIGURES:
+            assert len(pool.reporting(name)) == pool.count(name), name
+
+
+def test_a_pool_is_read_from_the_metrics_asked_for_only() -> None:
+    store = Store(retention=300.0, max_series=10_000)
+    now = feed(store, fleet(), 0.0, 30.0)
+    pool = read_pool(store, spec().selector, now, 60.0, STALE_AFTER, (KV,))
+    assert pool.count("kv") == 5 and pool.count("running") == 0  # engine_sleep_state unread: p3 counts
+    both = read_pool(store, spec().selector, now, 60.0, STALE_AFTER, (KV, RUNNING))
+    assert both.count("running") == 5
+
+
+def test_a_series_emptied_by_retention_is_passed_over_and_the_rest_still_read() -> None:
+    store = Store(retention=300.0, max_series=10_000)
+    now = feed(store, fleet(), 0.0, 30.0)
+    for series in store.select(KV, spec().selector):
+        if series.pod == "ns/p0":
+            series.trim(now + 1.0)  # every sample older than the horizon: not swept yet
+    assert not any(s.has_data() for s in store.select(KV, spec().selector) if s.pod == "ns/p0")
+    for pool in pools(store, now, scan=True):
+        assert pool.count("kv") == 3 and pool.total("kv_load") == math.fsum((1.0, 0.4, 0.3))
+
+
+def test_an_engine_sleeps_by_its_awake_series_or_by_either_sleep_level() -> None:
+    """Each series is judged alone: vLLM sets all three, but one is enough, and an unknown level says nothing."""
+    reported = {
+        "p0": {"awake": 0.0},
+        "p1": {"weights_offloaded": 1.0},
+        "p2": {"discard_all": 1.0},
+        "p3": {"awake": 1.0, "weights_offloaded": 0.0, "hibernating": 1.0},
+        "p4": {"hibernating": 1.0},
+        "p5": {"awake": 0.5},  # the midpoint: awake series under it say asleep, sleep levels at it say so
+        "p6": {"discard_all": 0.5},
+    }
+    store = Store(retention=300.0, max_series=10_000)
+    for t in (1.0, 2.0):
+        for pod, states in reported.items():
+            labels = (("deployment", "llama"), ("namespace", "ns"), ("pod", pod))
+            samples = [Sample(KV, labels, Kind.GAUGE, 0.5)]
+            for state, value in states.items():
+                samples.append(Sample(SLEEP_STATE, (*labels, ("sleep_state", state)), Kind.GAUGE, value))
+            store.append(samples, t)
+    for scan in (True, False):
+        stable, _ = pools(store, 2.0, scan)
+        assert sorted(p.pod for p in stable.asleep) == ["ns/p0", "ns/p1", "ns/p2", "ns/p6"], scan
+        assert stable.count("serving") == 3 and stable.asleep_count == 4
+
+
+def test_a_flag_figure_is_one_a_pod_and_the_deferred_queue_only_that_of_split_pods() -> None:
+    store = Store(retention=300.0, max_series=10_000)
+    now = feed(store, fleet(), 0.0, 30.0)
+    for pool in (*pools(store, now, scan=False), *pools(store, now, scan=True)):
+        for flag in ("serving", "waiting_split", "kv_preempting"):
+            assert pool.total(flag) == pool.count(flag), flag
+        assert pool.count("waiting_split_deferred") == pool.count("waiting_split") == 1  # p2 alone splits
+
+
+def test_rates_need_two_rows_and_take_any_span_between_them() -> None:
+    """One push is no rate yet (not a division by zero); half a second between two is a rate."""
+    pod = FakePod("p0", kv=0.1, waiting=2, prompt_rate=100, requests_rate=4, itl=0.02)
+    store = Store(retention=300.0, max_series=10_000)
+    store.append(pod.samples(10.0), 10.0)
+    [one] = read_pools_scan(store, spec().selector, 10.0, (60.0,), STALE_AFTER, pool_metrics(spec()))
+    assert one.count("prompt_rate") == one.count("requests_rate") == one.count("waiting_growth") == 0
+    pod.waiting = 3
+    store.append(pod.samples(10.5), 10.5)
+    [two] = read_pools_scan(store, spec().selector, 10.5, (60.0,), STALE_AFTER, pool_metrics(spec()))
+    assert two.total("prompt_rate") == 100.0 and two.total("waiting_growth") == 2.0  # 1 more over 0.5 s
+    assert two.total("requests_rate") == 4.0  # first tokens only: inter-token latencies are not requests
