@@ -89,6 +89,7 @@ class Decoded:
     refused: Counter[str] = field(default_factory=Counter)  # reason -> datapoints
     datapoints: int = 0  # in the request, as count_datapoints counts them
     ended: int = 0  # samples that are end markers (no recorded value): stored, but no datapoint
+    resource_start: int = 0  # where in `samples` the resource being decoded began (a caller cuts runs there)
 
     @property
     def refused_total(self) -> int:
@@ -176,6 +177,7 @@ def decode_steps(
             refused["too_many_labels"] += count_points(resource_metrics)
             continue
         resource = reader.resource(resource_metrics.resource)
+        out.resource_start = len(out.samples)
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
                 which = metric.WhichOneof("data")

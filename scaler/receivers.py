@@ -291,8 +291,10 @@ class Ingest:
         out = Decoded()
         for _ in decode_steps(request, reader, self.point_limits, out):
             if not whole and len(out.samples) >= APPEND_SAMPLES:
-                # the last pod may go on in the next step: its samples wait, so a run holds whole pods
-                cut = self.store.pod_start(out.samples, APPEND_SAMPLES)
+                # the resource (pod) being decoded may go on in the next step: its samples wait, so a
+                # run holds whole pods (scaler.series.Timeline), unless one alone reaches APPEND_SAMPLES
+                start = out.resource_start
+                cut = start if len(out.samples) - start < APPEND_SAMPLES else len(out.samples)
                 if cut:
                     tail = out.samples[cut:]
                     del out.samples[cut:]
@@ -302,6 +304,7 @@ class Ingest:
                     out.samples[:] = tail  # decode_steps appends to this list
                     out.refused.clear()
                     out.ended = ended
+                    out.resource_start = 0
             await turn.step()
         out.refused += confined
         if namespace is not None:

@@ -117,20 +117,6 @@ class Store:
             yield samples if first == 0 and end == len(samples) else samples[first:end]
             first = end
 
-    def pod_start(self, samples: list[Sample], most: int) -> int:
-        """Where the samples of the last pod in `samples` begin; `len(samples)` if that run is `most` or more.
-
-        A decoder that stores a request in runs holds these back for the next run (see `chunks`).
-        """
-        if not samples:
-            return 0
-        pod, start = self._pod_of(samples[-1].labels), len(samples) - 1
-        while start > 0 and self._pod_of(samples[start - 1].labels) == pod:
-            start -= 1
-            if len(samples) - start >= most:
-                return len(samples)
-        return start
-
     def _pod_of(self, labels: Labels) -> str:
         known = self._label_maps.get(labels)
         return known.pod if known is not None else pod_of(dict(labels))

@@ -1030,3 +1030,17 @@ def test_label_sets_of_different_pods_share_the_pairs_they_have_in_common() -> N
     assert b.labels[2] is not c.labels[2]
     cache._room(cache.max_bytes)  # full: the cache starts over, and forgets the pairs with the rest
     assert cache._pairs == {}
+
+
+def test_decoding_in_steps_tells_where_the_resource_being_decoded_began() -> None:
+    """A receiver that stores a request in runs cuts them there, so that a run holds whole pods."""
+    points = [NumberDataPoint(as_double=1.0, attributes=attrs(engine=str(i))) for i in range(3)]
+    pods = [request(Metric(name="g", gauge=Gauge(data_points=points)), resource=attrs(k8s__pod__name=p)) for p in "ab"]
+    body = ExportMetricsServiceRequest(
+        resource_metrics=[*pods[0].resource_metrics, *pods[1].resource_metrics]
+    ).SerializeToString()
+    out = Decoded()
+    starts = [out.resource_start for _ in decode_steps(read_protobuf(body), LabelCache().reader(), PointLimits(), out)]
+    assert len(out.samples) == 6
+    assert out.resource_start == 3  # the second pod's samples begin after the first pod's three
+    assert set(starts) <= {0, 3}

@@ -226,12 +226,3 @@ def test_a_request_is_stored_in_runs_that_end_where_a_pod_ends() -> None:
         for run in store.chunks([sample(pod, name, t, 0, 0, False) for pod in pods for name in NAMES], 6):
             store.append(run, float(t))
     assert all(s.timeline is not None for name in NAMES for s in store.series_named(name))
-
-
-def test_the_samples_of_the_last_pod_are_found_for_a_decoder_to_hold_back() -> None:
-    store = Store(retention=60, max_series=1000)
-    request = [sample(pod, name, 1, 0, 0, False) for pod in ("p0", "p1") for name in NAMES]
-    assert store.pod_start(request, 100) == len(NAMES)  # p1's samples begin after p0's
-    assert store.pod_start(request[: len(NAMES)], 100) == 0  # one pod: nothing to store yet
-    assert store.pod_start(request, 3) == len(request)  # a pod of `most` samples or more is not held back
-    assert store.pod_start([], 10) == 0
