@@ -330,19 +330,15 @@ class Timeline:
 
     def leave(self, series: Series) -> None:
         """`series` goes on with a copy of the times its rows have."""
-        self.members.remove(series)
-        series.timeline = None
-        rows = len(series.rows) // series.width
-        if rows == len(self.times):
-            self.appended -= 1  # it had its row of this push: `settle` must not count it among those in step
-        series.times = self.times[:rows]
+        self.drop(series)
+        series.times = self.times[: len(series.rows) // series.width]
 
     def drop(self, series: Series) -> None:
         """`series` leaves the store: it needs no times of its own (and a copy would feed the collector)."""
         self.members.remove(series)
         series.timeline = None
         if len(series.rows) == len(self.times) * series.width:
-            self.appended -= 1
+            self.appended -= 1  # it had its row of this push: `settle` must not count it among those in step
 
     def advance(self, now: float, horizon: float) -> None:
         """A push at `now`: add a time row, and work out which rows a member that appends keeps.
