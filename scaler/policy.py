@@ -24,11 +24,14 @@ with several metrics), computed over a stable window and a short panic window:
 - arrivals are what the pods serve plus what piles up (Little's law): a queue's growth, and a gateway
   queue's growth between evaluations, count in the arrival rate the in-flight bound allows for; a
   gateway's request rate without `demandPerReplica` is sized by what the pods serve per replica;
+- a decode pool's gateway queue is requests that will each want a batch slot once prefill serves them:
+  they add to its running and waiting requests, and count as arrivals (they do not pile up because
+  decode pods are missing), so decode meets a prefill backlog when it is queued, not when it is released;
 - a unified pod runs both phases on one GPU: its prompt and generation figures add up (`gpu_time`);
 - a latency SLO missed on settled pods near full load teaches a factor on absolute demand (at most
   2x, decaying over SLO_DECAY), so the pool keeps the pod the SLO needed instead of cycling;
-- with `forecast`, a panic window above the stable one is extrapolated over the cold start (at most
-  2x today's demand);
+- with `forecast`, the panic window's arrivals above the stable window's are extrapolated over the cold
+  start (at most 2x today's), and held by the in-flight bound like a queue;
 - a pod whose engines all sleep (`engine_sleep_state`) is neither capacity nor evidence of idleness:
   vLLM stops stepping while asleep, so its load gauges hold whatever the last step left, and whoever
   put it to sleep means to wake it. Demand is sized on the awake pods and the sleeping ones are held
@@ -221,6 +224,8 @@ def _gateway_signal(
     served = pool.total("requests_rate")
     load = max((a for s in pods if (a := s.arrivals) is not None), default=0.0)
     known = served > 0 and load > 0
+    if per is not None and operation != "rate" and spec.phase == "decode":
+        return [_queued_for_decode(spec, demand, per, pods, source)]
     if per is not None:
         figure = demand / per / spec.headroom
         detail = f"gateway demand {demand:g} at {per:g}/replica {source}"
@@ -239,6 +244,20 @@ def _gateway_signal(
     per_pod = f"{served / load:.2f}/s per replica (pods serve {served:.2f}/s)"
     detail = f"gateway arrivals {demand:.2f}/s at {per_pod} {source}"
     return [Signal("demand", figure, figure, detail)]  # no demandPerReplica: a rate (policy_spec)
+
+
+def _queued_for_decode(spec: PolicySpec, queued: float, per: float, pods: list[Signal], source: str) -> Signal:
+    """A request queued in front of prefill will want a decode batch slot once prefill serves it, so the
+    queue adds to the pods' running and waiting requests. It does not pile up because decode pods are
+    missing: it is arrivals to decode (in the in-flight bound's K), where decode's own waiting is not."""
+    ahead = queued / per / spec.headroom
+    detail = f"gateway queue {queued:g} at {per:g}/replica {source}, each to want a batch slot"
+    running = next((s for s in pods if s.name == "running"), None)
+    if running is None:
+        return Signal("demand", ahead, ahead, detail, QUEUE, keep_up=ahead)
+    assert running.keep_up is not None  # the running signal always has its arrivals part
+    detail = f"{running.detail} + {detail}"
+    return Signal("demand", running.replicas + ahead, running.peak + ahead, detail, QUEUE, running.keep_up + ahead)
 
 
 def _decode_signals(spec: PolicySpec, pool: PoolWindow, state: PolicyState) -> list[Signal]:
@@ -407,16 +426,20 @@ def _limited(figures: WindowFigures, limits: _Limits) -> WindowFigures:
     capped = [_capped(s, limits) for s in figures.signals]
     if not limits.holding:
         return WindowFigures(figures.window, tuple(capped))
-    arrivals = max([float(limits.pods), *(a for s in capped if (a := s.arrivals) is not None)])
-    # what the arrival rate needs, plus as many again as are awaited, at most what it needs beyond those reporting
+    bound, why = _in_flight_bound(capped, limits)
+    held = [_held(s, bound, why) if s.kind in (QUEUE, LATENCY) and s.replicas > bound else s for s in capped]
+    return WindowFigures(figures.window, tuple(held))
+
+
+def _in_flight_bound(signals: Sequence[Signal], limits: _Limits) -> tuple[float, str]:
+    """What the arrival rate needs, plus as many again as are awaited, at most what it needs beyond those
+    reporting; and why, for the signals it holds."""
+    arrivals = max([float(limits.pods), *(a for s in signals if (a := s.arrivals) is not None)])
     extra = min(float(limits.awaited), arrivals - limits.pods)
     bound = float(max(limits.pods + limits.awaited, replicas_for(arrivals + extra)))
     if limits.awaited:
-        why = f"at {bound:g}: {limits.awaited} pods asked for are not serving yet"
-    else:
-        why = f"at {bound:g}: pods that began serving within a cold start drain what built up while they loaded"
-    held = [_held(s, bound, why) if s.kind in (QUEUE, LATENCY) and s.replicas > bound else s for s in capped]
-    return WindowFigures(figures.window, tuple(held))
+        return bound, f"at {bound:g}: {limits.awaited} pods asked for are not serving yet"
+    return bound, f"at {bound:g}: pods that began serving within a cold start drain what built up while they loaded"
 
 
 def _capped(signal: Signal, limits: _Limits) -> Signal:
@@ -436,19 +459,30 @@ def _held(signal: Signal, limit: float, why: str, sep: str = "; held ", keep_up:
     return Signal(signal.name, limit, signal.peak, detail, signal.kind, keep, signal.bounded)
 
 
-def _forecast(stable: WindowFigures, panic: WindowFigures, cold: ColdStart) -> Signal | None:
-    """Panic-window demand above the stable window's, extrapolated over the cold start (at most 2x)."""
-    now_demand, then = _absolute(panic), _absolute(stable)
+def _forecast(stable: WindowFigures, panic: WindowFigures, cold: ColdStart, limits: _Limits) -> Signal | None:
+    """The panic window's arrivals above the stable window's, extrapolated over the cold start (at most 2x),
+    and held like a queue while pods are awaited: it asks for pods, it does not bring arrivals of its own."""
+    now_demand, then = _arrival_rate(panic), _arrival_rate(stable)
     apart = (stable.window - panic.window) / 2  # seconds between the windows' centres (equal windows agree)
     if now_demand <= then:
         return None
     slope = (now_demand - then) / apart
     ahead = min(now_demand + slope * cold.seconds, FORECAST_BOUND * now_demand)
     detail = (
-        f"forecast: demand {now_demand:.1f} rising {slope:.3f}/s, over a {cold.seconds:g}s cold start"
+        f"forecast: arrivals {now_demand:.1f} rising {slope:.3f}/s, over a {cold.seconds:g}s cold start"
         f" -> {ahead:.1f} (at most {FORECAST_BOUND:g}x)"
     )
-    return Signal("forecast", ahead, ahead, detail, FORECAST)
+    signal = Signal("forecast", ahead, ahead, detail, FORECAST)
+    if not limits.holding:
+        return signal
+    bound, why = _in_flight_bound(panic.signals, limits)
+    return _held(signal, bound, why) if ahead > bound else signal
+
+
+def _arrival_rate(figures: WindowFigures) -> float:
+    """Replicas the arrivals need (rate signals, and the arrival parts of queue signals): a queue that grows
+    while pods load is capacity missing, not demand rising, and extrapolating it would buy the pods twice."""
+    return max([0.0, *(a for s in figures.signals if (a := s.arrivals) is not None)])
 
 
 def _absolute(figures: WindowFigures) -> float:
@@ -498,7 +532,7 @@ def recommend(
         notes.append(learned)
     want_stable = replicas_for(stable_figures.demand)
     want_panic = replicas_for(panic_figures.demand)
-    ahead = _forecast(stable_figures, panic_figures, cold) if spec.forecast else None
+    ahead = _forecast(stable_figures, panic_figures, cold, limits) if spec.forecast else None
     if ahead is not None:
         panic_figures = WindowFigures(panic_figures.window, (*panic_figures.signals, ahead))
     want_ahead = replicas_for(panic_figures.demand)

@@ -66,7 +66,8 @@ class Activation:
 
 @dataclass(frozen=True, slots=True)
 class Demand:
-    """Demand seen in front of the pool (a gateway's queue or request rate), in replicas at `per_replica`.
+    """Demand seen in front of the pool (a gateway's queue or request rate), in replicas at `per_replica`
+    (for a decode pool's queue, requests a replica takes into its batch: targetRunningPerPod by default).
 
     `per_replica` None (a `rate` without `demandPerReplica`): arrivals are turned into replicas by the
     pool's own figures, the replicas its pods' load needs per request/s they serve (Little's law)."""
@@ -138,11 +139,12 @@ def parse_policy(metadata: Mapping[str, str], namespace: str) -> PolicySpec:
     if (overflow_of is None) != (primary_max is None):
         raise InvalidTrigger("overflowOf and primaryMaxReplicas go together: set both or neither")
     target_waiting = get("targetWaitingPerPod", _positive, 5.0)
+    target_running = get.optional("targetRunningPerPod", _positive)
     return PolicySpec(
         selector=selector,
         pool=pool,
         phase=phase,
-        target_running=get.optional("targetRunningPerPod", _positive),
+        target_running=target_running,
         target_waiting=target_waiting,
         target_kv=get("targetKvCacheUsage", _fraction, 0.8),
         ttft=get.optional("ttftSeconds", _positive),
@@ -164,7 +166,7 @@ def parse_policy(metadata: Mapping[str, str], namespace: str) -> PolicySpec:
         cold_start=get.optional("coldStart", _duration),
         forecast=get("forecast", _boolean, False),
         headroom=get("headroom", _fraction, 1.0),
-        demand=_demand(metadata, get, target_waiting),
+        demand=_demand(metadata, get, phase, target_waiting, target_running),
     )
 
 
@@ -256,14 +258,26 @@ def _activation(metadata: Mapping[str, str], get: _Reader) -> Activation | None:
     return Activation(*found, get("activationThreshold", _non_negative, 0.0))
 
 
-def _demand(metadata: Mapping[str, str], get: _Reader, target_waiting: float) -> Demand | None:
+def _demand(
+    metadata: Mapping[str, str], get: _Reader, phase: str, target_waiting: float, target_running: float | None
+) -> Demand | None:
     found = _query(metadata, "demand", ("demandOperationOverTime", "demandPerReplica"))
     if found is None:
         return None
     query, operation = found
     per_replica = get.optional("demandPerReplica", _positive)
     if per_replica is None and operation != "rate":
-        per_replica = target_waiting  # a queue: requests per replica, as the pods' own waiting target
+        # a queue: requests per replica, as the pods' own target; a decode pod takes queued requests
+        # into its batch (scaler.policy: each will want a batch slot), a prefill pod into its queue
+        if phase != "decode":
+            per_replica = target_waiting
+        elif target_running is not None:
+            per_replica = target_running
+        else:
+            raise InvalidTrigger(
+                "demandQuery on a decode pool counts queued requests that will each want a batch slot: "
+                "set targetRunningPerPod or demandPerReplica"
+            )
     return Demand(query, operation, per_replica)
 
 

@@ -72,7 +72,7 @@ def scaled_objects(plan: DemoPlan, scaler_address: str) -> list[ScaledObject]:
         "phase": "prefill",
         "targetWaitingPerPod": "2",
         "ttftSeconds": "1.0",
-        **ours_extras(NAMESPACE, MODEL, "prefill", None, plan.gateway_demand, plan.seconds(plan.cold_start)),
+        **ours_extras(NAMESPACE, MODEL, None, plan.gateway_demand, plan.seconds(plan.cold_start)),
     }
     decode = {
         **common,
@@ -81,7 +81,7 @@ def scaled_objects(plan: DemoPlan, scaler_address: str) -> list[ScaledObject]:
         "targetRunningPerPod": "6",
         "targetKvCacheUsage": "0.8",
         "itlSeconds": "0.06",
-        **ours_extras(NAMESPACE, MODEL, "decode", None, plan.gateway_demand, plan.seconds(plan.cold_start)),
+        **ours_extras(NAMESPACE, MODEL, None, plan.gateway_demand, plan.seconds(plan.cold_start)),
     }
     down = ScalingRules(plan.seconds(20), (ScalingPolicy("Percent", 100, plan.seconds(15)),))
     up = ScalingRules(

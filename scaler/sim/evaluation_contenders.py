@@ -155,7 +155,7 @@ def ours_metadata(deployment: str, phase: str, env: Envelope, headroom: float) -
             "decodeTokensPerSecondPerPod": str(targets.decode_tokens_per_s),
             "itlSeconds": f"{env.itl_slo:g}",
         }
-    return metadata | ours_extras(NAMESPACE, MODEL, phase, headroom, env.gateway_demand, env.cold_start)
+    return metadata | ours_extras(NAMESPACE, MODEL, headroom, env.gateway_demand, env.cold_start)
 
 
 def _ours(name: str, env: Envelope, headroom: float, phases: Sequence[tuple[str, str]], path: str) -> Contender:

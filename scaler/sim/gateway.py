@@ -90,8 +90,3 @@ class Gateway(Generic[T]):
 def queue_query(namespace: str, inference_pool: str) -> str:
     """The metricQuery that sums the gateway's queue for one pool."""
     return f'sum({QUEUE_SIZE}{{namespace="{namespace}", inference_pool="{inference_pool}"}})'
-
-
-def arrivals_query(namespace: str, model: str) -> str:
-    """The metricQuery that sums the gateway's request counter for one model (read it with `rate`)."""
-    return f'sum({REQUESTS.removesuffix("_total")}{{namespace="{namespace}", model_name="{model}"}})'

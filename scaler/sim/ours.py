@@ -2,7 +2,8 @@
 
 `demo` and `evaluate` both build `policy: vllm` metadata and add `ours_extras(...)` to it:
 - `demandQuery`: the gateway's flow-control queue (`gateway.queue_query`), demand held before any
-  pod; a fleet replayed or run with it also gets the gateway's flow control (`fleet_flow_control`);
+  pod: the prefill (or unified) pool's queue, and requests each to want a decode batch slot next; a
+  fleet replayed or run with it also gets the gateway's flow control (`fleet_flow_control`);
 - `headroom`: how full a pod is meant to run (the per-pod targets are then the profile's ceilings);
 - `coldStart`: the fleet's model-load time, as a user who knows it would write it;
 - `forecast`: left to the policy's default unless FORECAST says otherwise.
@@ -15,7 +16,7 @@ from __future__ import annotations
 from dataclasses import fields
 
 from scaler.policy_spec import POLICY_KEYS, PolicySpec
-from scaler.sim.gateway import FlowControl, arrivals_query, queue_query
+from scaler.sim.gateway import FlowControl, queue_query
 
 DEMAND_KEY, HEADROOM_KEY, COLD_START_KEY, FORECAST_KEY = "demandQuery", "headroom", "coldStart", "forecast"
 GATEWAY_DEMAND = DEMAND_KEY in POLICY_KEYS  # switch the gateway's demand off here (or with --no-gateway-demand)
@@ -43,17 +44,14 @@ def target_share(headroom: float) -> float:
 def ours_extras(
     namespace: str,
     inference_pool: str,
-    phase: str,
     headroom: float | None = None,
     gateway_demand: bool = True,
     cold_start: float | None = None,
 ) -> dict[str, str]:
-    """The metadata keys our triggers add: demandQuery on the pools requests enter, headroom, coldStart."""
+    """The metadata keys our triggers add: demandQuery (the gateway's queue, for every phase), headroom, coldStart."""
     out: dict[str, str] = {}
-    if gateway_demand and GATEWAY_DEMAND and phase in ("prefill", "unified"):
+    if gateway_demand and GATEWAY_DEMAND:  # decode too: each queued request wants a batch slot next
         out[DEMAND_KEY] = queue_query(namespace, inference_pool)
-    elif gateway_demand and GATEWAY_DEMAND and phase == "decode":  # what reaches decode next: the arrivals
-        out |= {DEMAND_KEY: arrivals_query(namespace, inference_pool), "demandOperationOverTime": "rate"}
     if headroom is not None and POLICY_HEADROOM:
         out[HEADROOM_KEY] = f"{headroom:g}"
     if cold_start is not None and TELL_COLD_START:

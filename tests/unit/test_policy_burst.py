@@ -125,16 +125,19 @@ def saturated_pool(store: Store, pods: list[FakePod], t: float, queue: float, se
     st.sampled_from([0.5, 2.0, 5.0]),
     st.integers(1, 15),
     st.sampled_from([None, 30.0, 90.0]),
+    st.booleans(),
 )
 def test_a_queue_growing_while_pods_load_never_asks_beyond_demand_over_capacity_plus_in_flight(
-    reporting: int, multiple: float, prompt: float, ttft: float, every: int, cold: float | None
+    reporting: int, multiple: float, prompt: float, ttft: float, every: int, cold: float | None, forecast: bool
 ) -> None:
-    """R saturated pods at 2000 tok/s each, arrivals at `multiple` x their capacity; new pods never report."""
+    """R saturated pods at 2000 tok/s each, arrivals at `multiple` x their capacity; new pods never report.
+    With the forecast on, the step in arrivals is extrapolated too: it is held by the same accounting."""
     capacity = 2000.0
     arrivals = multiple * reporting * capacity  # prompt tokens/s offered
     store, triggers = make()
     pods = [FakePod(f"p{i}") for i in range(reporting)]
     meta = {"phase": "prefill", "prefillTokensPerSecondPerPod": f"{capacity:g}", "ttftSeconds": f"{ttft:g}"}
+    meta["forecast"] = "true" if forecast else "false"
     if cold is not None:
         meta["coldStart"] = f"{cold:g}s"
     for t in range(61):  # a steady minute: the pods keep up exactly
@@ -282,7 +285,7 @@ def test_forecast_is_off_by_default_and_extrapolates_rising_demand_over_the_cold
     slope = (panic - stable) / 27  # the windows' centres are (60 - 6) / 2 s apart
     assert signal.replicas == pytest.approx(panic + 30 * slope)
     assert ahead.value == replicas_for(panic + 30 * slope) == 6.0
-    assert signal.detail == "forecast: demand 3.7 rising 0.056/s, over a 30s cold start -> 5.4 (at most 2x)"
+    assert signal.detail == "forecast: arrivals 3.7 rising 0.056/s, over a 30s cold start -> 5.4 (at most 2x)"
 
 
 def test_a_forecast_asks_at_most_twice_todays_demand() -> None:
@@ -292,6 +295,43 @@ def test_a_forecast_asks_at_most_twice_todays_demand() -> None:
     assert decision is not None and decision.replicas == 8
     panic = next(s.replicas for s in decision.panic.signals if s.name == "kv")
     assert next(s.replicas for s in decision.panic.signals if s.name == "forecast") == 2 * panic
+
+
+FORECAST_PREFILL = {**BASE, "phase": "prefill", "prefillTokensPerSecondPerPod": "1000", "forecast": "true"}
+
+
+def prefill_pool(window: float, prompt_rate: float, waiting: float) -> PoolWindow:
+    pod = PodSignals("ns/p0", waiting=waiting, waiting_peak=waiting)
+    pod.prompt_rate, pod.requests_rate = prompt_rate, prompt_rate / 1000
+    return pool_of([pod], window)
+
+
+def test_a_forecast_extrapolates_arrivals_and_is_held_while_pods_are_awaited() -> None:
+    spec = parse_policy(FORECAST_PREFILL, "ns")
+    stable, panic = prefill_pool(60, 1000.0, 0.0), prefill_pool(6, 2000.0, 0.0)  # arrivals 1 pod, then 2
+    decision, _ = recommend(spec, PolicyState(), stable, panic, now=100.0)
+    ahead = next(s for s in decision.panic.signals if s.name == "forecast")
+    # 2 rising 1/27 per s, over the default 60 s cold start: 4.2, at most twice 2
+    assert ahead.replicas == 4.0 and decision.replicas == 4
+    assert ahead.detail == "forecast: arrivals 2.0 rising 0.037/s, over a 60s cold start -> 4.0 (at most 2x)"
+    awaited = PolicyState(flight=Flight(asks=(Ask(90.0, 2, 3),), target=3))  # 2 pods in flight already
+    decision, _ = recommend(spec, awaited, stable, panic, now=100.0)
+    held = next(s for s in decision.panic.signals if s.name == "forecast")
+    # K 2, plus min(2 awaited, K - R 1): the pods asked for count against the forecast
+    assert held.replicas == 3.0 and decision.replicas == 3
+    assert held.detail.endswith("-> 4.0 (at most 2x) (4.0); held at 3: 2 pods asked for are not serving yet")
+    enough = PolicyState(flight=Flight(asks=(Ask(90.0, 2, 4),), target=4))  # R + A = 4: the forecast fits
+    decision, _ = recommend(spec, enough, stable, panic, now=100.0)
+    fits = next(s for s in decision.panic.signals if s.name == "forecast")
+    assert fits.replicas == 4.0 and fits.detail.endswith("cold start -> 4.0 (at most 2x)")
+
+
+def test_a_queue_that_grows_at_a_steady_arrival_rate_is_no_forecast() -> None:
+    spec = parse_policy(FORECAST_PREFILL, "ns")
+    stable, panic = prefill_pool(60, 1000.0, 10.0), prefill_pool(6, 1000.0, 40.0)  # the queue grew, arrivals did not
+    decision, _ = recommend(spec, PolicyState(), stable, panic, now=100.0)
+    assert "forecast" not in {s.name for s in decision.panic.signals}
+    assert decision.replicas == 8  # 40 waiting at 5/pod: the queue signal alone
 
 
 def test_no_forecast_while_demand_falls() -> None:
@@ -957,6 +997,61 @@ def test_decode_arrivals_are_what_is_served_plus_what_piles_up() -> None:
         pod.requests_rate, pod.waiting_growth = served, growth
         decision, _ = recommend(spec, PolicyState(), pool_of([pod], 60), pool_of([pod], 6), now=100.0)
         assert next(s for s in decision.stable.signals if s.name == "running").keep_up == pytest.approx(1.0)
+
+
+QUEUED_FOR_DECODE = {**BASE, "phase": "decode", "targetRunningPerPod": "100", "demandQuery": "sum(q)"}
+
+
+def decode_pod(running: float, waiting: float) -> PodSignals:
+    pod = PodSignals("ns/p0", running=running, running_peak=running + 10, waiting=waiting, waiting_peak=waiting + 10)
+    pod.requests_rate = 4.0
+    return pod
+
+
+def test_a_decode_pool_counts_the_gateway_queue_as_batch_slots_to_come() -> None:
+    spec = parse_policy(QUEUED_FOR_DECODE, "ns")
+    assert spec.demand is not None and spec.demand.per_replica == 100.0  # targetRunningPerPod, not 5 waiting
+    pool = pool_of([decode_pod(80.0, 20.0)], 60)
+    decision, _ = recommend(spec, PolicyState(), pool, pool, now=100.0, demand=GatewayDemand(150.0, 250.0))
+    stable = next(s for s in decision.stable.signals if s.name == "demand")
+    # 80 running + 20 waiting at 100/pod (1.0, peak 1.2, arrivals 0.8) + 150 queued at 100/replica
+    assert (stable.replicas, stable.peak, stable.keep_up, stable.kind) == (
+        pytest.approx(2.5),
+        pytest.approx(2.7),
+        pytest.approx(2.3),
+        "queue",
+    )
+    assert stable.detail == (
+        "running+waiting 100.0 at 100/pod + gateway queue 150 at 100/replica (sum(q) [last_one]), "
+        "each to want a batch slot"
+    )
+    assert decision.replicas == 4 and decision.in_panic  # the panic window's 250: 1.0 + 2.5
+    halved = parse_policy({**QUEUED_FOR_DECODE, "headroom": "0.5", "demandPerReplica": "50"}, "ns")
+    decision, _ = recommend(halved, PolicyState(), pool, pool, now=100.0, demand=GatewayDemand(250.0, 250.0))
+    assert decision.replicas == 12  # 100 / 50 + 250 / 25
+    alone = parse_policy({**BASE, "phase": "decode", "demandQuery": "sum(q)", "demandPerReplica": "50"}, "ns")
+    decision, _ = recommend(alone, PolicyState(), pool, pool, now=100.0, demand=GatewayDemand(250.0, 250.0))
+    demand = next(s for s in decision.stable.signals if s.name == "demand")
+    assert (demand.replicas, demand.peak, demand.keep_up, demand.kind) == (5.0, 5.0, 5.0, "queue")  # the queue alone
+    assert decision.replicas == 5
+    assert demand.detail == "gateway queue 250 at 50/replica (sum(q) [last_one]), each to want a batch slot"
+    with pytest.raises(InvalidTrigger, match="decode pool counts queued requests .* set targetRunningPerPod"):
+        parse_policy({**BASE, "phase": "decode", "demandQuery": "sum(q)"}, "ns")
+    rate = parse_policy({**BASE, "phase": "decode", "demandQuery": "q", "demandOperationOverTime": "rate"}, "ns")
+    assert rate.demand is not None and rate.demand.per_replica is None  # arrivals: sized by what the pods serve
+
+
+def test_a_queue_in_front_of_prefill_is_arrivals_to_decode_where_its_own_queue_is_held() -> None:
+    spec = parse_policy(QUEUED_FOR_DECODE, "ns")
+    state = PolicyState(flight=Flight(asks=(Ask(90.0, 2, 2),), target=2))  # one pod in flight
+    upstream = pool_of([decode_pod(80.0, 20.0)], 60)
+    decision, _ = recommend(spec, state, upstream, upstream, now=100.0, demand=GatewayDemand(250.0, 250.0))
+    assert decision.in_flight == 1 and decision.replicas == 4  # 3.5: K is 3.3, the bound 5
+    own = pool_of([decode_pod(80.0, 400.0)], 60)  # the same demand piled up at the decode pod itself
+    decision, _ = recommend(spec, state, own, own, now=100.0, demand=GatewayDemand(0.0, 0.0))
+    running = next(s for s in decision.panic.signals if s.name == "demand")
+    assert running.replicas == 2.0 and decision.replicas == 2  # 4.8 held at R + A: its arrivals need 0.8
+    assert running.detail.endswith("(4.8); held at 2: 1 pods asked for are not serving yet")
 
 
 SLO_SPEC = {**BASE, "phase": "prefill", "prefillTokensPerSecondPerPod": "1000", "ttftSeconds": "1"}

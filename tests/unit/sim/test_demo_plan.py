@@ -103,10 +103,9 @@ def test_the_summary_names_each_peaks_signal_and_what_happened_after_the_burst()
 def test_the_pools_read_the_gateway_when_the_policy_knows_how() -> None:
     prefill, decode = (dict(so.triggers[0].metadata) for so in scaled_objects(DemoPlan(), "127.0.0.1:6000"))
     assert (DEMAND_KEY in prefill) == GATEWAY_DEMAND and (DEMAND_KEY in decode) == GATEWAY_DEMAND
-    if GATEWAY_DEMAND:  # prefill: the queue in front of it; decode: the arrivals that reach it next
-        assert prefill[DEMAND_KEY].startswith("sum(llm_d_epp_flow_control_queue_size{")
-        assert "demandOperationOverTime" not in prefill and "demandPerReplica" not in decode
-        assert decode[DEMAND_KEY] == 'sum(llm_d_epp_request{namespace="demo", model_name="qwen"})'
-        assert decode["demandOperationOverTime"] == "rate"
+    if GATEWAY_DEMAND:  # both read the queue in front of prefill: decode takes each request next
+        assert prefill[DEMAND_KEY] == decode[DEMAND_KEY]
+        assert prefill[DEMAND_KEY] == 'sum(llm_d_epp_flow_control_queue_size{namespace="demo", inference_pool="qwen"})'
+        assert not {"demandOperationOverTime", "demandPerReplica"} & {*prefill, *decode}
     for so in scaled_objects(DemoPlan(gateway_demand=False), "127.0.0.1:6000"):
         assert DEMAND_KEY not in dict(so.triggers[0].metadata)
