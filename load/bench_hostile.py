@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import http.client
 import json
 import math
@@ -138,6 +139,7 @@ class GoodClient:
         self.lock = threading.Lock()
         self.measuring = False
         self.latencies: list[float] = []
+        self.called_at: list[float] = []  # time.monotonic() when each timed call began (one clock for every process)
         self.errors: Counter[str] = Counter()
         self.first_error = ""
         self.stopping = threading.Event()
@@ -176,7 +178,7 @@ class GoodClient:
         request = pb.GetMetricsRequest(scaledObjectRef=self.ref)
         due = time.monotonic()
         while not self.stopping.is_set():
-            started = time.perf_counter()
+            began, started = time.monotonic(), time.perf_counter()
             try:
                 reply = self.stub.GetMetrics(request, timeout=CALL_TIMEOUT)
                 value = reply.metricValues[0].metricValueFloat if reply.metricValues else None
@@ -186,6 +188,7 @@ class GoodClient:
             with self.lock:
                 if self.measuring:
                     self.latencies.append(time.perf_counter() - started)  # failed calls too: the client waited
+                    self.called_at.append(began)
             if error:
                 self._error(error.split(":")[0], error)
             due = max(due + POLL_EVERY, time.monotonic())  # a late call is not made up for
@@ -199,12 +202,18 @@ class GoodClient:
 
     def begin(self) -> None:
         with self.lock:
-            self.measuring, self.latencies, self.errors, self.first_error = True, [], Counter(), ""
+            self.measuring, self.latencies, self.called_at = True, [], []
+            self.errors, self.first_error = Counter(), ""
 
     def end(self) -> dict[str, Any]:
         with self.lock:
             self.measuring = False
-            return {"latencies": self.latencies, "errors": dict(self.errors), "first_error": self.first_error}
+            return {
+                "latencies": self.latencies,
+                "called_at": self.called_at,
+                "errors": dict(self.errors),
+                "first_error": self.first_error,
+            }
 
     def close(self) -> None:
         self.stopping.set()
@@ -534,6 +543,7 @@ class Outcome:
     saw: str
     expected: bool | None = None  # None: the review named no expected answer
     figures: dict[str, Any] = field(default_factory=dict)
+    phases: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (start, end), time.monotonic()
 
 
 def _push_regex_targets(ctx: Ctx) -> None:
@@ -795,6 +805,7 @@ def bad_values(ctx: Ctx) -> Outcome:
 def many_streams(ctx: Ctx) -> Outcome:
     count, channels = ctx.n(3000, 1000), ctx.n(30, 10)
     figures = asyncio.run(_streams(ctx.child.address("scaler"), count, channels, ctx.deadline))
+    phases = figures.pop("phases")
     firsts = sorted(figures["first_true"])
     p99 = firsts[min(len(firsts) - 1, math.ceil(0.99 * len(firsts)) - 1)] if firsts else math.nan
     others = {code: n for code, n in figures["codes"].items() if code != "CANCELLED"}
@@ -805,13 +816,16 @@ def many_streams(ctx: Ctx) -> Outcome:
     if others:
         saw += f", other ends {others}"
     expected = len(firsts) == count and not figures["codes"]
-    return Outcome(saw, expected, {"first_true": len(firsts), "activation_p99_s": p99, "codes": figures["codes"]})
+    return Outcome(
+        saw, expected, {"first_true": len(firsts), "activation_p99_s": p99, "codes": figures["codes"]}, phases
+    )
 
 
 async def _streams(address: str, count: int, channels: int, deadline: float) -> dict[str, Any]:
     pool = [grpc.aio.insecure_channel(address) for _ in range(channels)]
     first_true: list[float] = []
     codes: Counter[str] = Counter()
+    all_true = asyncio.Event()
 
     async def one(i: int) -> None:
         ref = pb.ScaledObjectRef(name=f"stream-{i:04d}", namespace="good", scalerMetadata=KEEPER_METADATA)
@@ -822,20 +836,29 @@ async def _streams(address: str, count: int, channels: int, deadline: float) -> 
                 if reply.result and opened:
                     first_true.append(time.perf_counter() - opened)
                     opened = 0.0
+                    if len(first_true) == count:
+                        all_true.set()
             codes["ended OK"] += 1
         except grpc.aio.AioRpcError as exc:
             codes[exc.code().name] += 1
         except asyncio.CancelledError:
             call.cancel()  # ours, at the deadline: not counted
 
+    opening = time.monotonic()
     tasks = [asyncio.create_task(one(i)) for i in range(count)]
-    await asyncio.wait(tasks, timeout=max(0.5, deadline - time.monotonic()))
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(all_true.wait(), timeout=max(0.5, deadline - time.monotonic()))
+    opened = time.monotonic()
+    await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
+    closing = time.monotonic()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     for channel in pool:
         await channel.close()
-    return {"first_true": first_true, "codes": dict(codes)}
+    await asyncio.sleep(0.3)  # the scaler ends the streams after the client has let go of them
+    phases = {"opening": (opening, opened), "open": (opened, closing), "closing": (closing, time.monotonic())}
+    return {"first_true": first_true, "codes": dict(codes), "phases": phases}
 
 
 def idle_connections(ctx: Ctx) -> Outcome:
@@ -1021,6 +1044,7 @@ def run_row(number: int, attack: Attack, args: argparse.Namespace, good: GoodCli
         row.rss_start_mib, row.rss_peak_mib, row.rss_final_mib = sampler.finish()
         row.saw, row.expected, row.figures = outcome.saw, outcome.expected, outcome.figures
         _fill_latency(row, figures)
+        row.saw += _slowest_by_phase(outcome.phases, figures)
     except Exception as exc:  # the run goes on: the row says what broke
         row.status = f"row error: {exc!r}"[:200]
     finally:
@@ -1063,6 +1087,16 @@ def _fill_latency(row: Row, figures: dict[str, Any]) -> None:
     row.p50_ms, row.p99_ms = quantile(latencies, 0.5) * 1e3, quantile(latencies, 0.99) * 1e3
     row.good_errors, row.first_error = figures["errors"], figures["first_error"]
     row.errors = sum(row.good_errors.values())
+
+
+def _slowest_by_phase(phases: dict[str, tuple[float, float]], figures: dict[str, Any]) -> str:
+    """'; slowest good call while <phase>: X ms' for each phase of the attack: the calls in progress in it."""
+    text = ""
+    for name, (start, end) in phases.items():
+        calls = zip(figures["called_at"], figures["latencies"], strict=True)
+        during = [latency for at, latency in calls if at <= end and at + latency >= start]
+        text += f"; slowest good call while {name}: {_ms(max(during)) if during else 'none'}"
+    return text
 
 
 def judge(row: Row, baseline: Row) -> None:

@@ -4,10 +4,13 @@ KEDA keeps one StreamIsActive open per push-scaler trigger. For each stream coun
 (`python -m scaler serve`, its own process) gets a keeper gauge pushed every 0.5 s (its value flips,
 so every push changes the data); one process opens the streams at once and holds them, and another,
 the good client, times a GetMetrics every 50 ms. The good client's latency is reported over the
-opening (the first seconds after the streams open) and in steady state, against the same client with
-no streams in the same run.
+opening (the first seconds after the streams open), in steady state and while the streams close (the
+opener cancels them all at once, as a restarting KEDA operator does), against the same client with no
+streams in the same run. The last row is the floor: the same burst against a bare grpc.aio
+ExternalScaler (one `true` per stream, a constant GetMetrics) with the scaler port's options and
+registered methods, in its own process.
 
-    python load/bench_streams.py                 # 0, 1,000 and 3,000 streams, 20 s each (about 1.5 min)
+    python load/bench_streams.py                 # 0, 1,000 and 3,000 streams, then the bare server (about 2 min)
     python load/bench_streams.py --smoke         # 0 and 200 streams, a few seconds each
 """
 
@@ -20,8 +23,10 @@ import math
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as ms
@@ -31,12 +36,14 @@ from scaler_process import ScalerProcess
 
 from scaler.externalscaler import externalscaler_pb2 as pb
 from scaler.externalscaler import externalscaler_pb2_grpc as pb_grpc
+from scaler.listeners import add_methods, stream_options
 
 EXPORT = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
 METADATA = {"metricQuery": 'sum(keeper_running{namespace="good", deployment="keeper"})', "targetValue": "4"}
 CHANNELS = 30  # the stream opener's connections
 PUSH_EVERY, CALL_EVERY = 0.5, 0.05
-OPENING = 6.0  # seconds after the streams open that count as the opening
+OPENING, CLOSING = 6.0, 3.0  # seconds after the streams open; the last seconds of a row, from their cancelling
+SMOKE_PHASES = (2.0, 2.0)
 
 
 def keeper_request(value: float) -> ms.ExportMetricsServiceRequest:
@@ -73,9 +80,12 @@ async def hold_streams(address: str, count: int, seconds: float) -> dict[str, in
     return figures
 
 
-async def good_client(scaler: str, otlp: str, seconds: float, streams_at: float) -> dict[str, list[float]]:
-    """Push the keeper and time GetMetrics; latencies split at the opening's end."""
-    push_channel = grpc.aio.insecure_channel(otlp)
+async def good_client(
+    scaler: str, otlp: str, seconds: float, streams_at: float, phases: tuple[float, float]
+) -> dict[str, list[float]]:
+    """Push the keeper (unless otlp is "-") and time GetMetrics; latencies split by the phases' (opening, closing)."""
+    opening, closing = phases
+    push_channel = grpc.aio.insecure_channel(otlp if otlp != "-" else scaler)
     export = push_channel.unary_unary(
         EXPORT, request_serializer=ms.ExportMetricsServiceRequest.SerializeToString, response_deserializer=None
     )
@@ -88,14 +98,16 @@ async def good_client(scaler: str, otlp: str, seconds: float, streams_at: float)
             flip ^= 1
             await asyncio.sleep(PUSH_EVERY)
 
-    await export(keeper_request(5.0), timeout=10)  # data first: a scaler that has received nothing answers an error
-    pushing = asyncio.create_task(pusher())
+    pushing = None
+    if otlp != "-":  # the bare server takes no pushes
+        await export(keeper_request(5.0), timeout=10)  # data first: a scaler that has received nothing answers an error
+        pushing = asyncio.create_task(pusher())
     channel = grpc.aio.insecure_channel(scaler)
     stub = pb_grpc.ExternalScalerStub(channel)
     request = pb.GetMetricsRequest(
         scaledObjectRef=pb.ScaledObjectRef(name="good", namespace="good", scalerMetadata=METADATA)
     )
-    out: dict[str, list[float]] = {"opening": [], "steady": [], "errors": []}
+    out: dict[str, list[float]] = {"opening": [], "steady": [], "closing": [], "errors": []}
     started = time.monotonic()
     while (now := time.monotonic()) - started < seconds:
         try:
@@ -103,13 +115,48 @@ async def good_client(scaler: str, otlp: str, seconds: float, streams_at: float)
         except grpc.aio.AioRpcError:
             out["errors"].append(now - started)
         took = time.monotonic() - now
-        out["opening" if now - started < streams_at + OPENING else "steady"].append(took)
+        since = now - started
+        phase = "opening" if since < streams_at + opening else "steady" if since < seconds - closing else "closing"
+        out[phase].append(took)
         await asyncio.sleep(CALL_EVERY)
     stop.set()
-    await pushing
+    if pushing is not None:
+        await pushing
     await channel.close()
     await push_channel.close()
     return out
+
+
+class BareScaler(pb_grpc.ExternalScalerServicer):
+    """The least an ExternalScaler can do: what grpc.aio itself costs."""
+
+    async def GetMetrics(self, request: pb.GetMetricsRequest, context: Any) -> pb.GetMetricsResponse:  # noqa: N802
+        return pb.GetMetricsResponse(metricValues=[pb.MetricValue(metricName="bare", metricValueFloat=5.0)])
+
+    async def StreamIsActive(  # noqa: N802
+        self, request: pb.ScaledObjectRef, context: Any
+    ) -> AsyncIterator[pb.IsActiveResponse]:
+        yield pb.IsActiveResponse(result=True)
+        await asyncio.Event().wait()
+
+
+async def bare_server() -> None:
+    """Serve BareScaler on 127.0.0.1 with the scaler port's stream options; print the port, run until killed."""
+    server = grpc.aio.server(options=stream_options(10_000), maximum_concurrent_rpcs=10_000)
+    bare = BareScaler()
+    handlers = {
+        "GetMetrics": grpc.unary_unary_rpc_method_handler(
+            bare.GetMetrics, pb.GetMetricsRequest.FromString, pb.GetMetricsResponse.SerializeToString
+        ),
+        "StreamIsActive": grpc.unary_stream_rpc_method_handler(
+            bare.StreamIsActive, pb.ScaledObjectRef.FromString, pb.IsActiveResponse.SerializeToString
+        ),
+    }
+    add_methods(server, pb.DESCRIPTOR.services_by_name["ExternalScaler"].full_name, handlers)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    print(port, flush=True)
+    await server.wait_for_termination()
 
 
 @dataclass
@@ -117,8 +164,10 @@ class Row:
     streams: int
     opening: list[float]
     steady: list[float]
+    closing: list[float]
     errors: int
     messages: int
+    server: str = "scaler"  # or "grpc.aio": the bare server
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -126,28 +175,43 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)] if ordered else math.nan
 
 
-def run_row(streams: int, seconds: float) -> Row:
-    script = Path(__file__)
-    with ScalerProcess("--warmup", "0s") as scaler:
-        address, otlp = scaler.address("scaler"), scaler.address("otlp-grpc")
-        lead = 1.0  # the good client runs alone this long before the streams open
-        good = subprocess.Popen(
-            [sys.executable, str(script), "--role", "good", address, otlp, str(seconds), str(lead)],
-            stdout=subprocess.PIPE,
+def run_row(streams: int, seconds: float, phases: tuple[float, float], bare: bool = False) -> Row:
+    if not bare:
+        with ScalerProcess("--warmup", "0s") as scaler:
+            return _measure(streams, seconds, phases, scaler.address("scaler"), scaler.address("otlp-grpc"))
+    server = subprocess.Popen(
+        [sys.executable, str(Path(__file__)), "--role", "bare"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        row = _measure(streams, seconds, phases, f"127.0.0.1:{port}", "-")
+    finally:
+        server.kill()
+        server.wait()
+    row.server = "grpc.aio"
+    return row
+
+
+def _measure(streams: int, seconds: float, phases: tuple[float, float], address: str, otlp: str) -> Row:
+    """The good client for `seconds` against `address`; streams open after `lead`, close `phases[1]` before the end."""
+    script, lead = str(Path(__file__)), 1.0  # the good client runs alone this long before the streams open
+    good = subprocess.Popen(
+        [sys.executable, script, "--role", "good", address, otlp, str(seconds), str(lead), *map(str, phases)],
+        stdout=subprocess.PIPE,
+    )
+    held = {"messages": 0}
+    if streams:
+        time.sleep(lead)
+        hold = str(seconds - lead - phases[1])
+        opener = subprocess.Popen(
+            [sys.executable, script, "--role", "streams", address, str(streams), hold], stdout=subprocess.PIPE
         )
-        opener = None
-        if streams:
-            time.sleep(lead)
-            opener = subprocess.Popen(
-                [sys.executable, str(script), "--role", "streams", address, str(streams), str(seconds - lead)],
-                stdout=subprocess.PIPE,
-            )
-        good_out, _ = good.communicate(timeout=seconds + 60)
-        held = {"messages": 0}
-        if opener is not None:
-            held = json.loads(opener.communicate(timeout=seconds + 60)[0])
-        figures = json.loads(good_out)
-    return Row(streams, figures["opening"], figures["steady"], len(figures["errors"]), held["messages"])
+        held = json.loads(opener.communicate(timeout=seconds + 60)[0])
+    figures = json.loads(good.communicate(timeout=seconds + 60)[0])
+    return Row(
+        streams, figures["opening"], figures["steady"], figures["closing"], len(figures["errors"]), held["messages"]
+    )
 
 
 def main() -> None:
@@ -158,8 +222,12 @@ def main() -> None:
     parser.add_argument("--role", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
     if args.role == "good":
-        scaler, otlp, seconds, lead = rest
-        print(json.dumps(asyncio.run(good_client(scaler, otlp, float(seconds), float(lead)))))
+        scaler, otlp, seconds, lead, opening, closing = rest
+        phases = (float(opening), float(closing))
+        print(json.dumps(asyncio.run(good_client(scaler, otlp, float(seconds), float(lead), phases))))
+        return
+    if args.role == "bare":
+        asyncio.run(bare_server())
         return
     if args.role == "streams":
         address, count, seconds = rest
@@ -167,28 +235,36 @@ def main() -> None:
         return
     counts = [200] if args.smoke else [int(n) for n in args.streams.split(",")]
     seconds = 8.0 if args.smoke else args.seconds
-    rows = [run_row(n, seconds) for n in [0, *counts]]
+    phases = SMOKE_PHASES if args.smoke else (OPENING, CLOSING)
+    rows = [run_row(n, seconds, phases) for n in [0, *counts]]
+    rows.append(run_row(counts[-1], seconds, phases, bare=True))
     base = quantile(rows[0].steady + rows[0].opening, 0.99)
     print(
         f"streams: keeper pushed every {PUSH_EVERY:g} s, GetMetrics every {CALL_EVERY * 1000:g} ms, {seconds:g} s a row"
     )
-    columns = ("streams", "calls", "err", "open p99 ms", "open max", "steady p50", "steady p99", "p99 x", "messages")
-    widths = (8, 6, 4, 12, 9, 11, 11, 7, 9)
-    print(" ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)))
+    columns = ("server", "streams", "calls", "err", "open max ms", "steady p50", "steady p99", "p99 x", "close max")
+    widths = (8, 8, 6, 4, 12, 11, 11, 7, 10)
+    print(" ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)) + "  messages")
     for row in rows:
         steady99 = quantile(row.steady, 0.99)
         print(
-            f"{row.streams:>8,} {len(row.opening) + len(row.steady):>6} {row.errors:>4} "
-            f"{quantile(row.opening, 0.99) * 1000:>12.1f} {max(row.opening, default=math.nan) * 1000:>9.1f} "
+            f"{row.server:>8} {row.streams:>8,} {len(row.opening) + len(row.steady) + len(row.closing):>6} "
+            f"{row.errors:>4} {max(row.opening, default=math.nan) * 1000:>12.1f} "
             f"{quantile(row.steady, 0.5) * 1000:>11.1f} {steady99 * 1000:>11.1f} {steady99 / base:>6.1f}x "
-            f"{row.messages:>9,}"
+            f"{max(row.closing, default=math.nan) * 1000:>10.1f}  {row.messages:,}"
         )
-    print("open: the first 6 s after the streams open; x: steady p99 against the 0-stream row's p99 (same run)")
-    worst = rows[-1]
     print(
-        f"SUMMARY streams: {worst.streams:,} streams: steady p99 {quantile(worst.steady, 0.99) * 1000:.1f} ms "
-        f"({quantile(worst.steady, 0.99) / base:.1f}x the no-stream p99 of {base * 1000:.1f} ms), opening max "
-        f"{max(worst.opening, default=math.nan) * 1000:.1f} ms, {worst.errors} failed calls"
+        f"open: the first {phases[0]:g} s after the streams open; close: the last {phases[1]:g} s, from their "
+        "cancelling; x: steady p99 against the 0-stream row's p99 (same run)"
+    )
+    ours, floor = rows[-2], rows[-1]
+    print(
+        f"SUMMARY streams: {ours.streams:,} streams: steady p99 {quantile(ours.steady, 0.99) * 1000:.1f} ms "
+        f"({quantile(ours.steady, 0.99) / base:.1f}x the no-stream p99 of {base * 1000:.1f} ms), opening max "
+        f"{max(ours.opening, default=math.nan) * 1000:.1f} ms (a bare grpc.aio server "
+        f"{max(floor.opening, default=math.nan) * 1000:.1f} ms), closing max "
+        f"{max(ours.closing, default=math.nan) * 1000:.1f} ms (bare "
+        f"{max(floor.closing, default=math.nan) * 1000:.1f} ms), {ours.errors} failed calls"
     )
 
 

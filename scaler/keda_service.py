@@ -21,6 +21,7 @@ from scaler.changes import Changes
 from scaler.errors import InvalidInput, InvalidTrigger, ScalerError
 from scaler.externalscaler import externalscaler_pb2 as pb
 from scaler.externalscaler import externalscaler_pb2_grpc as pb_grpc
+from scaler.listeners import add_methods
 from scaler.selfmetrics import SelfMetrics
 from scaler.streams import StreamHub
 from scaler.triggers import Evaluation, Trigger, Triggers, metric_name_matches, parse_trigger
@@ -186,4 +187,4 @@ def add_keda_service(server: grpc.aio.Server, service: KedaService) -> None:
         "StreamMetricSpec": stream(service.StreamMetricSpec, ref, pb.GetMetricSpecResponse.SerializeToString),
     }
     name = pb.DESCRIPTOR.services_by_name["ExternalScaler"].full_name
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+    add_methods(server, name, handlers)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from ssl import SSLContext
 from typing import Any
 
+import grpc
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_protocol import RequestHandler
@@ -23,7 +24,13 @@ from scaler.settings import Settings
 logger = logging.getLogger(__name__)
 
 LISTENERS = 4  # otlp-grpc, otlp-http, scaler, ops
-HTTP_BACKLOG = 128  # aiohttp's default; asyncio also accepts up to this many connections per loop tick
+# asyncio accepts up to `backlog` connections per loop tick (Server._start_serving passes it on to
+# selector_events._accept_connection), each with its transport and a task. Under a flood of new
+# connections, 128 a tick held the loop for 20-40 ms a tick; with 16 the good client's p99 is 20-54 ms
+# instead of 114-172 ms (load/bench_hostile.py row 17). The kernel's queue of connections not yet accepted is made
+# deeper afterwards, so a reconnect storm waits a few ticks instead of losing SYNs to a full queue.
+ACCEPTS_PER_TICK = 16
+LISTEN_BACKLOG = 1024
 # Connections get at most half the open files. The other half is for the process's own (about 20) and
 # for bursts: asyncio accepts a tick's worth of connections before any is refused or evicted, and
 # grpc-core accepts each connection before it checks the connection quota.
@@ -124,6 +131,20 @@ def grpc_options(limits: ConnectionLimits) -> list[tuple[str, int]]:
         ("grpc.max_connection_idle_ms", idle_ms),  # GOAWAY once no call has been open this long
         ("grpc.keepalive_time_ms", idle_ms),  # a peer that vanished with a stream open is found and dropped
     ]
+
+
+def add_methods(server: grpc.aio.Server, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]) -> None:
+    """Serve `handlers` (method name -> grpc RpcMethodHandler) as registered methods, as grpc's generated code does.
+
+    grpc-core queues the calls of each registered method apart from the others, and grpc.aio keeps one
+    request outstanding per registered method (grpc/grpc src/python/grpcio/grpc/_cython/_cygrpc/aio/
+    server.pyx.pxi, `_server_main_loop`); calls to a generic handler all share one queue. With generic
+    handlers alone, 3,000 StreamIsActive streams opened at once held the good client's GetMetrics
+    behind them for 0.7-1.1 s (load/bench_hostile.py row 16); registered, its slowest call while they
+    open is 6-33 ms. The generic handler stays, as in grpc's generated code.
+    """
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    server.add_registered_method_handlers(service, handlers)  # type: ignore[attr-defined]  # grpc-stubs predate it
 
 
 def stream_options(max_streams: int) -> list[tuple[str, int]]:
@@ -283,14 +304,17 @@ class _Connection(asyncio.Protocol):
         if not self.listener.admit(self):
             transport.abort()
             return
-        self.handler = self.listener.handler()
-        self.handler.connection_made(transport)
         self._expect_headers()
 
     def data_received(self, data: bytes) -> None:
         if self.handler is None:
-            return
-        if not (self._in_request or self._last_request or self._header_deadline is not None):
+            if self.transport is None or self.transport.is_closing():
+                return
+            # aiohttp's handler (a task and its timers) comes with the first byte: a connection that never
+            # sends costs a transport and a timer, and closing it at the cap or the header deadline is cheap.
+            self.handler = self.listener.handler()
+            self.handler.connection_made(self.transport)
+        elif not (self._in_request or self._last_request or self._header_deadline is not None):
             self._expect_headers()  # the first byte of the next request
         self.handler.data_received(data)
 
@@ -350,7 +374,7 @@ class _Site(web.BaseSite):
     def __init__(
         self, runner: web.AppRunner, listener: HttpListener, host: str, port: int, ssl_context: SSLContext | None
     ) -> None:
-        super().__init__(runner, ssl_context=ssl_context, backlog=HTTP_BACKLOG)
+        super().__init__(runner, ssl_context=ssl_context, backlog=ACCEPTS_PER_TICK)
         self._listener = listener
         self._host = host
         self._port = port
@@ -370,6 +394,9 @@ class _Site(web.BaseSite):
             backlog=self._backlog,
             ssl_handshake_timeout=self._listener.limits.header_timeout if self._ssl_context else None,
         )
+        for listening in self._server.sockets:
+            with listening.dup() as same:  # the same socket: listen() again only deepens the kernel's queue
+                same.listen(LISTEN_BACKLOG)
 
 
 class AcceptErrors:

@@ -48,6 +48,7 @@ from scaler.errors import (
     Unauthenticated,
     UnsupportedMediaType,
 )
+from scaler.listeners import add_methods
 from scaler.otlp import (
     LABEL_CACHE_BYTES,
     LABEL_CACHE_BYTES_PER_SERIES,
@@ -409,7 +410,7 @@ def add_otlp_grpc(server: grpc.aio.Server, ingest: Ingest) -> None:
         OtlpGrpcService(ingest).Export, response_serializer=ExportMetricsServiceResponse.SerializeToString
     )
     service = ExportMetricsServiceRequest.DESCRIPTOR.file.services_by_name["MetricsService"].full_name
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {"Export": export}),))
+    add_methods(server, service, {"Export": export})
 
 
 def otlp_http_app(ingest: Ingest) -> web.Application:

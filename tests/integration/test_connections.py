@@ -14,6 +14,7 @@ import os
 import queue
 import re
 import resource
+import select
 import socket
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-from scaler.listeners import CONNECTION_SHARE, LISTENERS
+from scaler.listeners import ACCEPTS_PER_TICK, CONNECTION_SHARE, LISTEN_BACKLOG, LISTENERS
 from tests.integration.conftest import FAST, Harness, eventually, kserve_pod
 from tests.integration.test_keda_service import KSERVE_METADATA
 from tests.keda_contract import ROOT, KedaClient
@@ -358,6 +359,48 @@ async def test_at_the_cap_a_grpc_port_refuses_new_connections(harness: Harness) 
         assert await closed_within(reader, 2) == b""
         for held_reader, _ in held:
             assert not held_reader.at_eof()
+
+
+BURST = 300  # connections arriving while the loop is busy: more than aiohttp's default backlog of 128
+
+
+def handshakes_within(port: int, count: int, seconds: float) -> int:
+    """How many of `count` connections opened at once finish their TCP handshake within `seconds`.
+
+    The kernel finishes a handshake only while the listening socket's queue has room; beyond it the SYN
+    is dropped and the client retries a second later.
+    """
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+        deadline, connected = time.monotonic() + seconds, set()
+        while len(connected) < count and time.monotonic() < deadline:
+            _, writable, _ = select.select([], [s for s in sockets if s not in connected], [], 0.05)
+            connected.update(s for s in writable if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0)
+        return len(connected)
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def somaxconn() -> int:
+    with open("/proc/sys/net/core/somaxconn") as limit:
+        return int(limit.read())
+
+
+@pytest.mark.skipif(somaxconn() < BURST, reason="net.core.somaxconn caps every listen backlog below the burst")
+@pytest.mark.parametrize("port_name", ["otlp-http", "http"])
+async def test_a_burst_of_connections_while_the_loop_is_busy_waits_in_the_kernel_queue(
+    harness: Harness, port_name: str
+) -> None:
+    """asyncio accepts ACCEPTS_PER_TICK connections a tick; the listening queue is deeper, so a reconnect
+    storm that arrives while the loop is busy is not left to SYN retries."""
+    assert ACCEPTS_PER_TICK < BURST <= LISTEN_BACKLOG
+    # Called without awaiting, this holds the event loop: the scaler accepts nothing meanwhile.
+    assert handshakes_within(harness.scaler.ports[port_name], BURST, 0.5) == BURST
+    assert await served_over_http(harness.url("/healthz"), None, 3) == 200
 
 
 STREAMS = 3000

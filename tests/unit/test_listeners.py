@@ -1,8 +1,9 @@
-"""scaler.listeners without sockets: the open-file plan, the gRPC options, who is evicted at the cap,
-and how accept() failures are counted and logged."""
+"""scaler.listeners without sockets: the open-file plan, the gRPC options and methods, who is evicted at
+the cap, when a connection gets its HTTP handler, and how accept() failures are counted and logged."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import resource
@@ -21,6 +22,8 @@ from scaler.listeners import (
     FileBudget,
     FileChoice,
     HttpListener,
+    _Connection,
+    add_methods,
     grpc_options,
     log_connection_limits,
     plan_files,
@@ -82,6 +85,28 @@ def test_grpc_options_are_grpc_cores_names_in_milliseconds() -> None:
         "grpc.server.max_pending_requests": 3000,
         "grpc.server.max_pending_requests_hard_limit": 3000,
     }
+
+
+class RecordingServer:
+    """The two ways a grpc.aio server takes handlers, recorded."""
+
+    def __init__(self) -> None:
+        self.generic: list[Any] = []
+        self.registered: dict[str, dict[str, Any]] = {}
+
+    def add_generic_rpc_handlers(self, handlers: tuple[Any, ...]) -> None:
+        self.generic.extend(handlers)
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
+        self.registered[service] = handlers
+
+
+def test_methods_are_registered_so_that_each_has_its_own_queue_of_calls() -> None:
+    """Registered, GetMetrics does not queue in grpc-core behind a burst of StreamIsActive calls."""
+    server, handlers = RecordingServer(), {"GetMetrics": object(), "StreamIsActive": object()}
+    add_methods(server, "externalscaler.ExternalScaler", handlers)  # type: ignore[arg-type]
+    assert server.registered == {"externalscaler.ExternalScaler": handlers}
+    assert len(server.generic) == 1  # and the generic handler, as grpc's generated code adds both
 
 
 class FakeConnection:
@@ -238,3 +263,53 @@ def test_without_a_previous_handler_other_errors_go_to_the_loops_default() -> No
     errors.install(loop)  # type: ignore[arg-type]
     loop.handler(loop, {"message": "something else"})
     assert loop.default == [{"message": "something else"}]
+
+
+class FakeTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.closing = False
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.closing = True
+
+
+class RecordingHandler:
+    def __init__(self, events: list[tuple[str, object]]) -> None:
+        self.events = events
+
+    def connection_made(self, transport: object) -> None:
+        self.events.append(("made", transport))
+
+    def data_received(self, data: bytes) -> None:
+        self.events.append(("data", data))
+
+    def connection_lost(self, exc: object) -> None:
+        self.events.append(("lost", exc))
+
+
+async def test_a_connection_gets_its_http_handler_with_its_first_byte(listener: HttpListener) -> None:
+    """An idle connection costs no aiohttp handler (a task and its timers), and closing it builds none."""
+    events: list[tuple[str, object]] = []
+    listener._server = lambda: RecordingHandler(events)  # type: ignore[assignment]
+    idle, talking = _Connection(listener), _Connection(listener)
+    idle_transport, talking_transport = FakeTransport(), FakeTransport()
+    idle.connection_made(idle_transport)
+    talking.connection_made(talking_transport)
+    assert events == []
+    talking.data_received(b"GET / HTTP/1.1\r\n")
+    talking.data_received(b"Host: s\r\n\r\n")
+    assert events == [("made", talking_transport), ("data", b"GET / HTTP/1.1\r\n"), ("data", b"Host: s\r\n\r\n")]
+    idle.close()
+    idle.data_received(b"late")  # bytes that were already on their way when it was closed
+    idle.connection_lost(None)
+    talking.connection_lost(None)
+    assert idle_transport.is_closing()
+    assert events[3:] == [("lost", None)]  # the talking one's; the idle one never had a handler
+    talking._cancel_header_deadline()
