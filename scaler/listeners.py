@@ -26,9 +26,9 @@ logger = logging.getLogger(__name__)
 LISTENERS = 4  # otlp-grpc, otlp-http, scaler, ops
 # asyncio accepts up to `backlog` connections per loop tick (Server._start_serving passes it on to
 # selector_events._accept_connection), each with its transport and a task. Under a flood of new
-# connections, 128 a tick held the loop for 20-40 ms a tick; with 16 the good client's p99 is 20-54 ms
-# instead of 114-172 ms (load/bench_hostile.py row 17). The kernel's queue of connections not yet accepted is made
-# deeper afterwards, so a reconnect storm waits a few ticks instead of losing SYNs to a full queue.
+# connections, 128 a tick held the loop for 20-40 ms a tick; with 16 the good client's p99 is 18-76 ms
+# instead of 114-172 ms (load/bench_hostile.py row 17). The kernel's queue of connections not yet
+# accepted is made deeper afterwards, so a reconnect storm waits a few ticks instead of losing SYNs.
 ACCEPTS_PER_TICK = 16
 LISTEN_BACKLOG = 1024
 # Connections get at most half the open files. The other half is for the process's own (about 20) and
