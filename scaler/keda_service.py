@@ -24,7 +24,7 @@ from scaler.externalscaler import externalscaler_pb2_grpc as pb_grpc
 from scaler.listeners import add_methods
 from scaler.selfmetrics import SelfMetrics
 from scaler.streams import StreamHub
-from scaler.triggers import Evaluation, Trigger, Triggers, metric_name_matches, parse_trigger
+from scaler.triggers import Evaluation, Prepared, Trigger, Triggers, metric_name_matches, parse_trigger
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +55,8 @@ class KedaService(pb_grpc.ExternalScalerServicer):
         self.metrics = metrics
         self.clock = clock
         self.stopping = stopping
-        self.streams = StreamHub(  # refuses a stream_resend that is not positive
-            lambda ref: self._evaluate(ref).active,
+        self.streams: StreamHub[Prepared] = StreamHub(  # refuses a stream_resend that is not positive
+            lambda prepared: self.triggers.evaluate_prepared(prepared, self.clock()).active,
             changes,
             stopping,
             stream_resend,
@@ -122,8 +122,8 @@ class KedaService(pb_grpc.ExternalScalerServicer):
         kedify's otel-add-on (scaler/handlers.go) sends IsActive's answer every 500 ms instead.
         On shutdown the stream ends with OK, which resets KEDA's reconnect backoff.
         """
-        await self._answer("StreamIsActive", context, lambda: self._spec_of(request))
-        watch = self.streams.watch(request)  # checked once here; then the hub re-checks it (scaler.streams)
+        prepared = await self._answer("StreamIsActive", context, lambda: self._prepare(request))
+        watch = self.streams.watch(prepared)  # checked once here; then the hub re-checks it (scaler.streams)
         try:
             while True:
                 if watch.error is not None:
@@ -144,6 +144,10 @@ class KedaService(pb_grpc.ExternalScalerServicer):
         """Our targets never change while metadata stays the same; KEDA falls back to GetMetricSpec."""
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "StreamMetricSpec is not implemented; use GetMetricSpec")
         yield pb.GetMetricSpecResponse()  # pragma: no cover - abort raises
+
+    def _prepare(self, ref: pb.ScaledObjectRef) -> Prepared:
+        """Parsed once for the stream's life: a stream's request, its metadata with it, is fixed when it opens."""
+        return self.triggers.prepare(ref.namespace, ref.name, ref.scalerMetadata)
 
     def _spec_of(self, ref: pb.ScaledObjectRef) -> Trigger:
         return parse_trigger(ref.scalerMetadata, ref.namespace, self.triggers.isolate)

@@ -15,22 +15,23 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from scaler.changes import Changes
 from scaler.errors import StaleData
-from scaler.externalscaler import externalscaler_pb2 as pb
 
 logger = logging.getLogger(__name__)
 
 SLICE_SECONDS = 0.005  # longest the hub holds the event loop between yields
 WAKES_PER_SLICE = 64  # streams woken to send before the hub yields: their sends run between slices
+T = TypeVar("T")
 
 
 @dataclass(eq=False, slots=True)
-class Watch:
+class Watch(Generic[T]):
     """One open stream: what it last answered, when to send `true` again, and what it has to say."""
 
-    request: pb.ScaledObjectRef
+    subject: T  # what `check` is asked about, prepared once when the stream opens
     was_active: bool = False
     resend_at: float = math.inf
     message: str | None = None  # "activation" or "resend": a `true` to send
@@ -42,12 +43,12 @@ class Watch:
         return message
 
 
-class StreamHub:
-    """Checks every open stream on one task; `check` answers whether a trigger is active now."""
+class StreamHub(Generic[T]):
+    """Checks every open stream on one task; `check` answers whether a stream's subject is active now."""
 
     def __init__(
         self,
-        check: Callable[[pb.ScaledObjectRef], bool],
+        check: Callable[[T], bool],
         changes: Changes,
         stopping: asyncio.Event,
         resend: float,
@@ -66,22 +67,22 @@ class StreamHub:
         self.idle_recheck = idle_recheck
         self.slice_seconds = slice_seconds
         self.wakes_per_slice = wakes_per_slice
-        self._watches: dict[Watch, None] = {}  # insertion-ordered: rounds go oldest stream first
+        self._watches: dict[Watch[T], None] = {}  # insertion-ordered: rounds go oldest stream first
         self._task: asyncio.Task[None] | None = None
         self.rounds = 0
 
     def __len__(self) -> int:
         return len(self._watches)
 
-    def watch(self, request: pb.ScaledObjectRef) -> Watch:
+    def watch(self, subject: T) -> Watch[T]:
         """Open a stream and check it at once: opening while active is an activation."""
-        watch = Watch(request)
+        watch = Watch(subject)
         self._check(watch, asyncio.get_running_loop().time())
         self._watches[watch] = None
         self._ensure_running()
         return watch
 
-    async def wait(self, watch: Watch) -> None:
+    async def wait(self, watch: Watch[T]) -> None:
         """Until the stream has something to send, or the scaler stops."""
         watch.wake.clear()
         if watch.message is None and watch.error is None and not self.stopping.is_set():
@@ -92,13 +93,13 @@ class StreamHub:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="stream-hub")
 
-    def unwatch(self, watch: Watch) -> None:
+    def unwatch(self, watch: Watch[T]) -> None:
         self._watches.pop(watch, None)
 
-    def _check(self, watch: Watch, now: float) -> bool:
+    def _check(self, watch: Watch[T], now: float) -> bool:
         """Re-evaluate one stream; True when it now has something to send."""
         try:
-            active = self.check(watch.request)
+            active = self.check(watch.subject)
         except StaleData:
             active = False
         except Exception as exc:  # the handler raises it, so the stream ends with its code

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from typing import NamedTuple
 
 from scaler.durations import format_duration, parse_duration
 from scaler.errors import (
@@ -263,6 +264,11 @@ class TriggerKey:
     metric_name: str
 
 
+class Prepared(NamedTuple):
+    key: TriggerKey
+    spec: Trigger
+
+
 @dataclass(slots=True)
 class TriggerState:
     key: TriggerKey
@@ -315,9 +321,16 @@ class Triggers:
         self._states: dict[TriggerKey, TriggerState] = {}
 
     def evaluate(self, namespace: str, name: str, metadata: Mapping[str, str], now: float) -> Evaluation:
+        return self.evaluate_prepared(self.prepare(namespace, name, metadata), now)
+
+    def prepare(self, namespace: str, name: str, metadata: Mapping[str, str]) -> Prepared:
+        """A ScaledObject's trigger parsed, for evaluating it again and again (an open StreamIsActive)."""
         check_name("name", name)
         spec = parse_trigger(metadata, namespace, self.isolate)
-        key = TriggerKey(namespace, name, spec.metric_name)
+        return Prepared(TriggerKey(namespace, name, spec.metric_name), spec)
+
+    def evaluate_prepared(self, prepared: Prepared, now: float) -> Evaluation:
+        key, spec = prepared
         state = self._states.get(key)
         if state is None:
             if len(self._states) >= self.max_triggers:

@@ -44,12 +44,30 @@ def test_keda_keys_may_be_long_and_are_not_kept() -> None:
 
 
 @pytest.mark.parametrize("field", ["name", "namespace"])
-def test_long_scaledobject_names_and_namespaces_are_invalid(field: str) -> None:
+@pytest.mark.parametrize("entry", ["evaluate", "prepare"])  # prepare: an open StreamIsActive's trigger
+def test_long_scaledobject_names_and_namespaces_are_invalid(field: str, entry: str) -> None:
     triggers = make()
     names = {"namespace": "ns", "name": "so", field: "x" * (MAX_OBJECT_NAME + 1)}
     with pytest.raises(InvalidTrigger, match=f"{field} is longer than {MAX_OBJECT_NAME}"):
-        triggers.evaluate(names["namespace"], names["name"], META, now=1.0)
+        if entry == "evaluate":
+            triggers.evaluate(names["namespace"], names["name"], META, now=1.0)
+        else:
+            triggers.prepare(names["namespace"], names["name"], META)
     assert list(triggers.states()) == []
+
+
+def test_a_prepared_trigger_is_the_same_trigger_as_the_one_evaluated_by_name() -> None:
+    """A stream's trigger is parsed once when it opens; its answers and remembered state are the ones
+    GetMetrics sees for the same ScaledObject."""
+    triggers = make()
+    triggers.store.append([Sample("m", (("namespace", "ns"),), Kind.GAUGE, 3.0)], now=1.0)
+    prepared = triggers.prepare("ns", "so", META)
+    assert prepared.spec == parse_trigger(META, "ns")
+    assert triggers.evaluate_prepared(prepared, now=2.0).value == 3.0
+    triggers.store.append([Sample("m", (("namespace", "ns"),), Kind.GAUGE, 5.0)], now=3.0)
+    assert triggers.evaluate("ns", "so", META, now=4.0).value == 5.0
+    assert triggers.evaluate_prepared(prepared, now=4.0).value == 5.0
+    assert len(list(triggers.states())) == 1
 
 
 def test_remembered_triggers_are_capped_and_freed_when_idle() -> None:
