@@ -32,7 +32,7 @@ import grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as ms
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
-from scaler_process import ScalerProcess
+from scaler_process import ScalerProcess, cpu_seconds
 
 from scaler.externalscaler import externalscaler_pb2 as pb
 from scaler.externalscaler import externalscaler_pb2_grpc as pb_grpc
@@ -167,6 +167,7 @@ class Row:
     closing: list[float]
     errors: int
     messages: int
+    cpu: float  # the server's CPU seconds over the row
     server: str = "scaler"  # or "grpc.aio": the bare server
 
 
@@ -178,14 +179,14 @@ def quantile(values: list[float], q: float) -> float:
 def run_row(streams: int, seconds: float, phases: tuple[float, float], bare: bool = False) -> Row:
     if not bare:
         with ScalerProcess("--warmup", "0s") as scaler:
-            return _measure(streams, seconds, phases, scaler.address("scaler"), scaler.address("otlp-grpc"))
+            return _measure(streams, seconds, phases, scaler.address("scaler"), scaler.address("otlp-grpc"), scaler.pid)
     server = subprocess.Popen(
         [sys.executable, str(Path(__file__)), "--role", "bare"], stdout=subprocess.PIPE, text=True
     )
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline())
-        row = _measure(streams, seconds, phases, f"127.0.0.1:{port}", "-")
+        row = _measure(streams, seconds, phases, f"127.0.0.1:{port}", "-", server.pid)
     finally:
         server.kill()
         server.wait()
@@ -193,9 +194,10 @@ def run_row(streams: int, seconds: float, phases: tuple[float, float], bare: boo
     return row
 
 
-def _measure(streams: int, seconds: float, phases: tuple[float, float], address: str, otlp: str) -> Row:
+def _measure(streams: int, seconds: float, phases: tuple[float, float], address: str, otlp: str, pid: int) -> Row:
     """The good client for `seconds` against `address`; streams open after `lead`, close `phases[1]` before the end."""
     script, lead = str(Path(__file__)), 1.0  # the good client runs alone this long before the streams open
+    cpu = cpu_seconds(pid)
     good = subprocess.Popen(
         [sys.executable, script, "--role", "good", address, otlp, str(seconds), str(lead), *map(str, phases)],
         stdout=subprocess.PIPE,
@@ -209,9 +211,9 @@ def _measure(streams: int, seconds: float, phases: tuple[float, float], address:
         )
         held = json.loads(opener.communicate(timeout=seconds + 60)[0])
     figures = json.loads(good.communicate(timeout=seconds + 60)[0])
-    return Row(
-        streams, figures["opening"], figures["steady"], figures["closing"], len(figures["errors"]), held["messages"]
-    )
+    cpu = cpu_seconds(pid) - cpu
+    phases_seen = (figures["opening"], figures["steady"], figures["closing"])
+    return Row(streams, *phases_seen, len(figures["errors"]), held["messages"], cpu)
 
 
 def main() -> None:
@@ -242,8 +244,19 @@ def main() -> None:
     print(
         f"streams: keeper pushed every {PUSH_EVERY:g} s, GetMetrics every {CALL_EVERY * 1000:g} ms, {seconds:g} s a row"
     )
-    columns = ("server", "streams", "calls", "err", "open max ms", "steady p50", "steady p99", "p99 x", "close max")
-    widths = (8, 8, 6, 4, 12, 11, 11, 7, 10)
+    columns = (
+        "server",
+        "streams",
+        "calls",
+        "err",
+        "open max ms",
+        "steady p50",
+        "steady p99",
+        "p99 x",
+        "close max",
+        "CPU s",
+    )
+    widths = (8, 8, 6, 4, 12, 11, 11, 7, 10, 6)
     print(" ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)) + "  messages")
     for row in rows:
         steady99 = quantile(row.steady, 0.99)
@@ -251,11 +264,11 @@ def main() -> None:
             f"{row.server:>8} {row.streams:>8,} {len(row.opening) + len(row.steady) + len(row.closing):>6} "
             f"{row.errors:>4} {max(row.opening, default=math.nan) * 1000:>12.1f} "
             f"{quantile(row.steady, 0.5) * 1000:>11.1f} {steady99 * 1000:>11.1f} {steady99 / base:>6.1f}x "
-            f"{max(row.closing, default=math.nan) * 1000:>10.1f}  {row.messages:,}"
+            f"{max(row.closing, default=math.nan) * 1000:>10.1f} {row.cpu:>6.2f}  {row.messages:,}"
         )
     print(
         f"open: the first {phases[0]:g} s after the streams open; close: the last {phases[1]:g} s, from their "
-        "cancelling; x: steady p99 against the 0-stream row's p99 (same run)"
+        "cancelling; CPU: the server's over the row; x: steady p99 against the 0-stream row's p99 (same run)"
     )
     ours, floor = rows[-2], rows[-1]
     print(

@@ -53,6 +53,12 @@ def terminate(proc: subprocess.Popen[bytes] | None, timeout: float = STOP_TIMEOU
             proc.wait()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU of every thread of process `pid` so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class ScalerProcess:
     """The scaler's process, with `flags` after ours, started by `spawn` into `log`.
 
@@ -144,8 +150,7 @@ class ScalerProcess:
 
     def cpu_seconds(self) -> float:
         """User and system CPU of every thread of the scaler so far (from /proc)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.pid)
 
     def rss_mib(self) -> float:
         with open(f"/proc/{self.pid}/status") as status:
