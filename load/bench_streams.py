@@ -81,7 +81,7 @@ async def hold_streams(address: str, count: int, seconds: float) -> dict[str, in
 
 
 async def good_client(
-    scaler: str, otlp: str, seconds: float, streams_at: float, phases: tuple[float, float]
+    scaler: str, otlp: str, seconds: float, streams_at: float, phases: tuple[float, float], push_every: float
 ) -> dict[str, list[float]]:
     """Push the keeper (unless otlp is "-") and time GetMetrics; latencies split by the phases' (opening, closing)."""
     opening, closing = phases
@@ -96,7 +96,7 @@ async def good_client(
         while not stop.is_set():
             await export(keeper_request(5.0 + flip), timeout=10)
             flip ^= 1
-            await asyncio.sleep(PUSH_EVERY)
+            await asyncio.sleep(push_every)
 
     pushing = None
     if otlp != "-":  # the bare server takes no pushes
@@ -176,17 +176,24 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)] if ordered else math.nan
 
 
-def run_row(streams: int, seconds: float, phases: tuple[float, float], bare: bool = False) -> Row:
+@dataclass(frozen=True)
+class Timing:
+    seconds: float  # a row
+    phases: tuple[float, float]  # the opening's and the closing's seconds
+    push_every: float  # between keeper pushes: each changes the data, so each is a re-check round
+
+
+def run_row(streams: int, timing: Timing, bare: bool = False) -> Row:
     if not bare:
         with ScalerProcess("--warmup", "0s") as scaler:
-            return _measure(streams, seconds, phases, scaler.address("scaler"), scaler.address("otlp-grpc"), scaler.pid)
+            return _measure(streams, timing, scaler.address("scaler"), scaler.address("otlp-grpc"), scaler.pid)
     server = subprocess.Popen(
         [sys.executable, str(Path(__file__)), "--role", "bare"], stdout=subprocess.PIPE, text=True
     )
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline())
-        row = _measure(streams, seconds, phases, f"127.0.0.1:{port}", "-", server.pid)
+        row = _measure(streams, timing, f"127.0.0.1:{port}", "-", server.pid)
     finally:
         server.kill()
         server.wait()
@@ -194,18 +201,19 @@ def run_row(streams: int, seconds: float, phases: tuple[float, float], bare: boo
     return row
 
 
-def _measure(streams: int, seconds: float, phases: tuple[float, float], address: str, otlp: str, pid: int) -> Row:
-    """The good client for `seconds` against `address`; streams open after `lead`, close `phases[1]` before the end."""
-    script, lead = str(Path(__file__)), 1.0  # the good client runs alone this long before the streams open
+def _measure(streams: int, timing: Timing, address: str, otlp: str, pid: int) -> Row:
+    """The good client for a row against `address`; streams open after `lead` and close at the closing phase."""
+    script, lead, seconds = str(Path(__file__)), 1.0, timing.seconds  # the good client runs alone for `lead`
     cpu = cpu_seconds(pid)
     good = subprocess.Popen(
-        [sys.executable, script, "--role", "good", address, otlp, str(seconds), str(lead), *map(str, phases)],
+        [sys.executable, script, "--role", "good", address, otlp, str(seconds), str(lead), *map(str, timing.phases)]
+        + [str(timing.push_every)],
         stdout=subprocess.PIPE,
     )
     held = {"messages": 0}
     if streams:
         time.sleep(lead)
-        hold = str(seconds - lead - phases[1])
+        hold = str(seconds - lead - timing.phases[1])
         opener = subprocess.Popen(
             [sys.executable, script, "--role", "streams", address, str(streams), hold], stdout=subprocess.PIPE
         )
@@ -221,12 +229,14 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="0 and 200 streams, a few seconds each")
     parser.add_argument("--streams", default="1000,3000", help="stream counts after the 0-stream baseline")
     parser.add_argument("--seconds", type=float, default=20.0, help="seconds per row")
+    parser.add_argument("--push-every", type=float, default=PUSH_EVERY, help="seconds between keeper pushes [0.5]")
     parser.add_argument("--role", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
     if args.role == "good":
-        scaler, otlp, seconds, lead, opening, closing = rest
+        scaler, otlp, seconds, lead, opening, closing, push_every = rest
         phases = (float(opening), float(closing))
-        print(json.dumps(asyncio.run(good_client(scaler, otlp, float(seconds), float(lead), phases))))
+        figures = good_client(scaler, otlp, float(seconds), float(lead), phases, float(push_every))
+        print(json.dumps(asyncio.run(figures)))
         return
     if args.role == "bare":
         asyncio.run(bare_server())
@@ -238,11 +248,13 @@ def main() -> None:
     counts = [200] if args.smoke else [int(n) for n in args.streams.split(",")]
     seconds = 8.0 if args.smoke else args.seconds
     phases = SMOKE_PHASES if args.smoke else (OPENING, CLOSING)
-    rows = [run_row(n, seconds, phases) for n in [0, *counts]]
-    rows.append(run_row(counts[-1], seconds, phases, bare=True))
+    timing = Timing(seconds, phases, args.push_every)
+    rows = [run_row(n, timing) for n in [0, *counts]]
+    rows.append(run_row(counts[-1], timing, bare=True))
     base = quantile(rows[0].steady + rows[0].opening, 0.99)
     print(
-        f"streams: keeper pushed every {PUSH_EVERY:g} s, GetMetrics every {CALL_EVERY * 1000:g} ms, {seconds:g} s a row"
+        f"streams: keeper pushed every {args.push_every:g} s, GetMetrics every {CALL_EVERY * 1000:g} ms, "
+        f"{seconds:g} s a row"
     )
     columns = (
         "server",
