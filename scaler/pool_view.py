@@ -219,8 +219,12 @@ class PoolView:
             self._recompute(self.dirty.popitem()[0])
 
     def due(self, now: float) -> bool:
-        """Whether `advance(now)` has work: a pod pushed to, gone stale, or whose window start passed a row."""
-        if self.dirty or (now > self.clock and self.broken):
+        """Whether `advance(now)` has work: a pod pushed to, gone stale, or whose window start passed a row.
+
+        Pods whose figures overflowed are not: a read answers by a scan while any is broken, and retries
+        them itself (`advance`). Counting them would have the upkeep recompute them without end, as often
+        as it can, for as long as a sender's huge values stay in a window."""
+        if self.dirty:
             return True
         if self.quiet and now - self.quiet[0][0] > self.key.stale_after:
             return True
@@ -228,7 +232,7 @@ class PoolView:
 
     def next_due(self) -> float:
         """The earliest time at which time alone gives `advance` work (inf if none is known yet)."""
-        if self.dirty or self.broken:
+        if self.dirty:
             return -math.inf
         moments = [w.expiries[0][0] + w.seconds for w in self.windows if w.expiries]
         if self.quiet:

@@ -46,3 +46,20 @@ def test_nothing_is_due_without_a_pool_view() -> None:
     push_all(store, 0.0, 1.0)
     assert store.next_due() == math.inf
     assert list(store.advance_views(100.0)) == []
+
+
+def test_a_pod_whose_figures_overflow_leaves_the_upkeep_idle() -> None:
+    """Its huge rows stay in the window for as long as a sender likes: the upkeep must not recompute it at
+    every pass (it did, every millisecond); the reads retry it and answer by a scan meanwhile."""
+    store = Store(retention=60.0, max_series=100)
+    read_pools(store, SELECTOR, 0.0, (10.0,), STALE_AFTER, (RUNNING,))  # the view exists
+    push_all(store, 0.0, 1.7e308)
+    push_all(store, 1.0, 1.7e308)  # two such rows in a window overflow math.fsum
+    [view] = store._pool_views.values()
+    view.advance(1.5)
+    assert view.broken
+    assert store.next_due() > 1.5
+    assert list(store.advance_views(1.6)) == []
+    push_all(store, 12.0, 3.0)  # the huge rows have left the 10 s window: a read recovers the pods
+    [kept] = read_pools(store, SELECTOR, 12.0, (10.0,), STALE_AFTER, (RUNNING,))
+    assert not view.broken and kept.total("running") == 3.0 * len(PODS)
