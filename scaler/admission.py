@@ -56,10 +56,17 @@ def _foreign(attributes: Iterable[KeyValue], namespace: str) -> bool:
 def screen(decoded: Decoded, limits: Limits, namespace: str | None = None) -> Decoded:
     """Keep the samples within the label limits (and, for a bound token, in its namespace)."""
     kept: list[Sample] = []
+    starts: list[int] = []  # decoded.resource_starts, as places in `kept`
+    pending = iter(decoded.resource_starts)
+    next_start = next(pending, None)
     refused: Counter[str] = Counter(decoded.refused)
     judged: dict[int, str] = {}  # label sets repeat across a request's metrics: judge each once
     longest = limits.max_label_length
-    for sample in decoded.samples:
+    for index, sample in enumerate(decoded.samples):
+        while next_start is not None and next_start <= index:
+            if not starts or starts[-1] != len(kept):
+                starts.append(len(kept))
+            next_start = next(pending, None)
         reason = judged.get(id(sample.labels))
         if reason is None:
             reason = judged[id(sample.labels)] = _refusal(sample.labels, limits, namespace)
@@ -69,7 +76,7 @@ def screen(decoded: Decoded, limits: Limits, namespace: str | None = None) -> De
             refused[reason] += 1
         else:
             kept.append(sample)
-    return Decoded(kept, refused, decoded.datapoints, sum(1 for s in kept if s.no_value))
+    return Decoded(kept, refused, decoded.datapoints, sum(1 for s in kept if s.no_value), starts)
 
 
 def _refusal(labels: Labels, limits: Limits, namespace: str | None) -> str:

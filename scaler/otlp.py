@@ -11,6 +11,7 @@ reading a point's attributes one by one costs about five times more than seriali
 
 from __future__ import annotations
 
+import bisect
 import enum
 import math
 from collections import Counter
@@ -89,11 +90,30 @@ class Decoded:
     refused: Counter[str] = field(default_factory=Counter)  # reason -> datapoints
     datapoints: int = 0  # in the request, as count_datapoints counts them
     ended: int = 0  # samples that are end markers (no recorded value): stored, but no datapoint
-    resource_start: int = 0  # where in `samples` the resource being decoded began (a caller cuts runs there)
+    # where in `samples` each resource (a pod) began, ascending: the places a run of them may end
+    resource_starts: list[int] = field(default_factory=list)
 
     @property
     def refused_total(self) -> int:
         return sum(self.refused.values())
+
+    def runs(self, size: int) -> Iterator[list[Sample]]:
+        """`samples` in runs of about `size` for Store.append, each cut where a resource begins.
+
+        The series of a pod share their times only while each push gives every one of them a row
+        (scaler.series.Timeline): a pod cut in two would leave its second half on times of its own.
+        A run grows by at most `size` to reach the next resource; the cuts cost no look at a sample.
+        """
+        samples, starts = self.samples, self.resource_starts
+        first, length = 0, len(samples)
+        while first < length:
+            end = first + size
+            if end < length:
+                after = bisect.bisect_left(starts, end)
+                end = min(starts[after] if after < len(starts) else length, end + size)
+            end = min(end, length)
+            yield samples if first == 0 and end == length else samples[first:end]
+            first = end
 
 
 class LabelJudge(Protocol):
@@ -177,7 +197,8 @@ def decode_steps(
             refused["too_many_labels"] += count_points(resource_metrics)
             continue
         resource = reader.resource(resource_metrics.resource)
-        out.resource_start = len(out.samples)
+        if not out.resource_starts or out.resource_starts[-1] != len(out.samples):
+            out.resource_starts.append(len(out.samples))
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
                 which = metric.WhichOneof("data")

@@ -294,18 +294,20 @@ class Ingest:
             if not whole and len(out.samples) >= APPEND_SAMPLES:
                 # the resource (pod) being decoded may go on in the next step: its samples wait, so a
                 # run holds whole pods (scaler.series.Timeline), unless one alone reaches APPEND_SAMPLES
-                start = out.resource_start
+                starts = out.resource_starts
+                start = starts[-1] if starts else 0
                 cut = start if len(out.samples) - start < APPEND_SAMPLES else len(out.samples)
                 if cut:
                     tail = out.samples[cut:]
                     del out.samples[cut:]
                     ended = sum(1 for sample in tail if sample.no_value)
                     out.ended -= ended
+                    starts[:] = [s for s in starts if s < cut]
                     yield self._screened(out, namespace, copy=True)
                     out.samples[:] = tail  # decode_steps appends to this list
                     out.refused.clear()
                     out.ended = ended
-                    out.resource_start = 0
+                    starts[:] = [0] if tail else []
             await turn.step()
         out.refused += confined
         if namespace is not None:
@@ -318,13 +320,14 @@ class Ingest:
             return screen(decoded, self.policy.limits, namespace)
         if not copy:
             return decoded
-        return Decoded(list(decoded.samples), Counter(decoded.refused), decoded.datapoints, decoded.ended)
+        copied = Counter(decoded.refused)
+        return Decoded(list(decoded.samples), copied, decoded.datapoints, decoded.ended, list(decoded.resource_starts))
 
     async def _store(self, decoded: Decoded, reader: LabelReader, transport: str, turn: Turn) -> Counter[str]:
         """Append at the receive time, a slice at a time; what the store refused is not cached either."""
         samples, now = decoded.samples, self.clock()
         store_refused: Counter[str] = Counter()
-        for chunk in self.store.chunks(samples, APPEND_SAMPLES):
+        for chunk in decoded.runs(APPEND_SAMPLES):
             store_refused += self.store.append(chunk, now)
             await turn.step()
         reader.keep(() if store_refused else samples)

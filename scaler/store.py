@@ -100,27 +100,6 @@ class Store:
         self.generation += 1
         return refused
 
-    def chunks(self, samples: list[Sample], size: int) -> Iterator[list[Sample]]:
-        """`samples` in runs of about `size` for `append`, each cut where one pod's samples end.
-
-        The series of a pod share their times only while each push gives every one of them a row
-        (scaler.series.Timeline): a pod cut in two would leave its second half on times of its own.
-        A run grows by at most `size` to reach the end of its last pod.
-        """
-        first = 0
-        while first < len(samples):
-            end = min(first + size, len(samples))
-            if end < len(samples):
-                pod, limit = self._pod_of(samples[end - 1].labels), min(end + size, len(samples))
-                while end < limit and self._pod_of(samples[end].labels) == pod:
-                    end += 1
-            yield samples if first == 0 and end == len(samples) else samples[first:end]
-            first = end
-
-    def _pod_of(self, labels: Labels) -> str:
-        known = self._label_maps.get(labels)
-        return known.pod if known is not None else pod_of(dict(labels))
-
     def _create(self, sample: Sample, now: float) -> Series:
         named = self._by_name.setdefault(sample.name, {})
         old = named.get(sample.labels)

@@ -366,3 +366,16 @@ def test_screen_judges_each_label_set_once_per_call() -> None:
     decoded = screen(Decoded(samples, Counter()), Limits(max_labels=8, max_label_length=40), "ns")
     assert [s.name for s in decoded.samples] == ["m0", "m1", "m2"]
     assert decoded.refused == {"label_too_long": 1}
+
+
+def test_screen_keeps_where_each_pod_begins_among_what_it_keeps() -> None:
+    """A namespace-bound token's pushes are stored in runs too: the cuts must still fall between pods."""
+    samples = [
+        Sample(f"m{i}", (("namespace", namespace), ("pod", pod)), Kind.GAUGE, 1.0)
+        for pod, namespace in (("a", "ns"), ("b", "other"), ("c", "ns"), ("d", "ns"))
+        for i in range(2)
+    ]
+    decoded = screen(Decoded(samples, Counter(), resource_starts=[0, 2, 4, 6]), Limits(), "ns")
+    assert [s.labels[1][1] for s in decoded.samples] == ["a", "a", "c", "c", "d", "d"]
+    assert decoded.resource_starts == [0, 2, 4]
+    assert [len(run) for run in decoded.runs(1)] == [2, 2, 2]

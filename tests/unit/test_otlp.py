@@ -1040,7 +1040,10 @@ def test_decoding_in_steps_tells_where_the_resource_being_decoded_began() -> Non
         resource_metrics=[*pods[0].resource_metrics, *pods[1].resource_metrics]
     ).SerializeToString()
     out = Decoded()
-    starts = [out.resource_start for _ in decode_steps(read_protobuf(body), LabelCache().reader(), PointLimits(), out)]
+    starts = [
+        out.resource_starts[-1] for _ in decode_steps(read_protobuf(body), LabelCache().reader(), PointLimits(), out)
+    ]
     assert len(out.samples) == 6
-    assert out.resource_start == 3  # the second pod's samples begin after the first pod's three
+    assert out.resource_starts[-1] == 3  # the second pod's samples begin after the first pod's three
     assert set(starts) <= {0, 3}
+    assert out.resource_starts == [0, 3]

@@ -14,7 +14,7 @@ from array import array
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scaler.otlp import Histogram, Kind, Sample
+from scaler.otlp import Decoded, Histogram, Kind, Sample
 from scaler.series import Series
 from scaler.signals import read_pools, read_pools_scan
 from scaler.store import Store
@@ -217,12 +217,15 @@ def test_a_request_is_stored_in_runs_that_end_where_a_pod_ends() -> None:
     store = Store(retention=60, max_series=1000)
     pods = [f"p{i}" for i in range(5)]
     request = [sample(pod, name, 1, 0, 0, False) for pod in pods for name in NAMES]  # 4 series a pod
-    runs = list(store.chunks(request, 6))
+    starts = list(range(0, len(request), len(NAMES)))  # where each pod began, as the decoder records it
+    decoded = Decoded(request, resource_starts=starts)
+    runs = list(decoded.runs(6))
     assert [len(run) for run in runs] == [8, 8, 4]  # 6 reaches into the second pod: the run takes all of it
     assert [s for run in runs for s in run] == request
-    assert list(store.chunks(request, 100)) == [request]
-    assert [len(run) for run in store.chunks(request, 1)] == [2, 2, 2, 2, 2, 2, 2, 2, 2, 2]  # grows by `size` at most
+    assert list(decoded.runs(100)) == [request]
+    assert [len(run) for run in decoded.runs(1)] == [2, 2, 2, 2, 2, 2, 2, 2, 2, 2]  # grows by `size` at most
     for t in range(3):
-        for run in store.chunks([sample(pod, name, t, 0, 0, False) for pod in pods for name in NAMES], 6):
+        pushed = Decoded([sample(pod, name, t, 0, 0, False) for pod in pods for name in NAMES], resource_starts=starts)
+        for run in pushed.runs(6):
             store.append(run, float(t))
     assert all(s.timeline is not None for name in NAMES for s in store.series_named(name))
