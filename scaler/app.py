@@ -36,9 +36,10 @@ from scaler.receivers import Ingest, PushPolicy, add_otlp_grpc, otlp_http_app
 from scaler.selfmetrics import SelfMetrics
 from scaler.settings import Settings, SettingsError
 from scaler.store import Store
+from scaler.streams import StreamHub
 from scaler.tls import TlsError, TlsFiles
 from scaler.tokens import TokenFile, TokenFileError
-from scaler.triggers import Triggers
+from scaler.triggers import Prepared, Triggers
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class Scaler:
     _changes: Changes = field(default_factory=Changes)
     _accept_errors: AcceptErrors | None = None
     debug_access: DebugAccess = field(default_factory=DebugAccess)
+    streams: StreamHub[Prepared] | None = None  # the open StreamIsActive streams, once the scaler port serves
 
     async def stop(self) -> None:
         """Stop accepting, end StreamIsActive streams with OK, and finish in-flight calls within grace."""
@@ -162,6 +164,7 @@ async def start(settings: Settings, clock: Callable[[], float] = time.monotonic)
     keda_server = grpc.aio.server(options=keda_options, maximum_concurrent_rpcs=settings.max_streams)
     keda = KedaService(triggers, metrics, clock, scaler._changes, scaler.stopping, settings.stream_resend)
     add_keda_service(keda_server, keda)
+    scaler.streams = keda.streams
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, keda_server)
     service_names = (KEDA_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)

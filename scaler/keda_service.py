@@ -23,7 +23,7 @@ from scaler.externalscaler import externalscaler_pb2 as pb
 from scaler.externalscaler import externalscaler_pb2_grpc as pb_grpc
 from scaler.listeners import add_methods
 from scaler.selfmetrics import SelfMetrics
-from scaler.streams import StreamHub
+from scaler.streams import Basis, StreamHub
 from scaler.triggers import Evaluation, Prepared, Trigger, Triggers, metric_name_matches, parse_trigger
 
 logger = logging.getLogger(__name__)
@@ -56,13 +56,19 @@ class KedaService(pb_grpc.ExternalScalerServicer):
         self.clock = clock
         self.stopping = stopping
         self.streams: StreamHub[Prepared] = StreamHub(  # refuses a stream_resend that is not positive
-            lambda prepared: self.triggers.evaluate_prepared(prepared, self.clock()).active,
+            self._check_stream,
             changes,
             stopping,
             stream_resend,
             STREAM_MIN_INTERVAL,
             STREAM_IDLE_RECHECK,
+            clock=clock,
         )
+
+    def _check_stream(self, prepared: Prepared) -> tuple[bool, Basis | None]:
+        """Whether an open stream's trigger is active, and what says so (a query trigger's view)."""
+        evaluation = self.triggers.evaluate_prepared(prepared, self.clock())
+        return evaluation.active, evaluation.result.basis if evaluation.result is not None else None
 
     async def _answer(self, method: str, context: Context, compute: Callable[[], T]) -> T:
         started = time.perf_counter()

@@ -21,7 +21,7 @@ from scaler.expression import LackingLabels, Query, Selector
 from scaler.otlp import Kind
 from scaler.series import Series
 from scaler.store import Store
-from scaler.views import ViewKey
+from scaler.views import View, ViewKey
 
 OPERATIONS = ("last_one", "rate", "count", "avg", "min", "max")
 _HISTOGRAM_COLUMNS = {"_count": 0, "_sum": 1}
@@ -37,12 +37,32 @@ class SeriesValue:
 
 
 @dataclass(frozen=True, slots=True)
+class Basis:
+    """What a view's answer rests on: it holds while the view and the sets of series it was resolved
+    from are unchanged, and time is before `until` (when a fresh series would go stale)."""
+
+    store: Store
+    view: View
+    version: int
+    names: tuple[tuple[str, int], ...]  # (name, Store.name_version) that `resolve` read
+    until: float
+
+    def holds(self, now: float) -> bool:
+        return (
+            now < self.until
+            and self.view.version == self.version
+            and all(self.store.name_version(name) == version for name, version in self.names)
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class QueryResult:
     value: float  # aggregated
     items: Mapping[Series, float | None]  # each fresh series and its reduced value (live, for a view)
     stale_series: int
     newest_sample_age: float | None  # over all matched series, fresh or not
     now: float
+    basis: Basis | None = None  # a maintained view's: when the same answer still holds
 
     @property
     def series(self) -> tuple[SeriesValue, ...]:
@@ -165,6 +185,7 @@ def evaluate_query(
     if found is None:
         return None
     name, column, histogram = found
+    basis = None
     if maintained:
         key = ViewKey(name, query.selector, column, histogram, operation, window)
         view = store.view(key, reduce_over_time, now)
@@ -172,6 +193,8 @@ def evaluate_query(
         items: Mapping[Series, float | None] = view.values
         count, aggregate = len(view.finite), view.aggregate
         stale, newest = len(view.stale), view.newest()
+        names = tuple((n, store.name_version(n)) for n in dict.fromkeys((query.selector.name, name)))
+        basis = Basis(store, view, view.version, names, view.fresh_until(stale_after))
     else:
         matched = [s for s in store.select(name, query.selector) if (s.kind is Kind.HISTOGRAM) == histogram]
         fresh = [s for s in matched if s.is_fresh(now, stale_after)]
@@ -190,4 +213,4 @@ def evaluate_query(
         raise InsufficientData(
             f"not enough samples for {operation} of {query}: {len(items)} fresh series, none with a value yet"
         )
-    return QueryResult(aggregate(query.aggregation), items, stale, newest_age, now)
+    return QueryResult(aggregate(query.aggregation), items, stale, newest_age, now, basis)

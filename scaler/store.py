@@ -144,6 +144,10 @@ class Store:
         self._selections[(name, selector)] = (version, matched)
         return matched
 
+    def name_version(self, name: str) -> int:
+        """Moves on whenever the set of series named `name` changes."""
+        return self._versions.get(name, 0)
+
     def view(self, key: ViewKey, reduce: Reducer, now: float) -> View:
         """The view for `key`, created (and filled from the series held) on first use."""
         views = self._views.setdefault(key.name, {})
@@ -196,6 +200,7 @@ class Store:
             for key, view in list(views.items()):
                 if now - view.last_used > idle:
                     del views[key]
+                    view.version += 1  # what rests on it no longer holds: it gets no more updates
                     dropped += 1
                     for series in list(view.values) + list(view.stale):
                         series.views = tuple(v for v in series.views if v is not view)

@@ -8,6 +8,11 @@ kept in the order they were last updated, so the stale ones are always at the fr
 The sum is kept exactly, as an integer in units of 2**-1074 (every float is a whole number of them):
 values come and go in any order and the sum stays math.fsum's correctly rounded one, with no drift.
 min and max use heaps with lazy deletion, built on the first ask.
+
+`version` moves on whenever what the view answers may have changed (a value, a series joining,
+leaving or going stale, the view being dropped), and not for a sample that leaves a fresh series'
+value as it was: an open StreamIsActive re-checks its trigger only when its view's version moved, or
+when time alone could change the answer (`fresh_until`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from scaler.series import Series
 
 Reducer = Callable[[Series, int, str, float], "float | None"]
 _UNIT = 1 << 1074  # the smallest float is 2**-1074
+_ABSENT = object()
 
 
 def units(value: float) -> int:
@@ -98,6 +104,7 @@ class View:
         self.stamps: dict[Series, int] = {}  # when each finite value was set: heap entries older are void
         self.extremes: dict[str, list[tuple[float, int, Series]]] = {}  # "min"/"max" -> (key, stamp, series)
         self.clock = 0
+        self.version = 0
 
     def accepts(self, series: Series) -> bool:
         is_histogram = series.kind is Kind.HISTOGRAM
@@ -110,15 +117,19 @@ class View:
             return
         last = series.times[-1]
         if series.ended:
-            self.detach(series)
+            self._remove(series)
             self.stale[series] = last
+            self.version += 1
             return
-        self.detach(series)
+        old = self.values.get(series, _ABSENT)
+        self._remove(series)
         value = self.reduce(series, self.key.column, self.key.operation, last - self.key.window)
         self.values[series] = value
         if value is not None and math.isfinite(value):
             self._keep(series, value)
         self.updated[series] = last
+        if not _same(old, value):
+            self.version += 1
 
     def _keep(self, series: Series, value: float) -> None:
         self.finite[series] = value
@@ -165,10 +176,15 @@ class View:
         """Nothing to do: a value is reduced when its series gets a sample, and kept until the next one."""
 
     def detach(self, series: Series) -> None:
-        self.values.pop(series, None)
+        if self._remove(series):
+            self.version += 1
+
+    def _remove(self, series: Series) -> bool:
+        """Take the series out of every map; True when it was held."""
+        held = self.values.pop(series, _ABSENT) is not _ABSENT
         self._forget(series)
         self.updated.pop(series, None)
-        self.stale.pop(series, None)
+        return self.stale.pop(series, None) is not None or held
 
     def expire(self, now: float, stale_after: float) -> None:
         """Move series with no sample for `stale_after` from the front of the order to `stale`."""
@@ -182,6 +198,12 @@ class View:
             del self.values[series]
             self._forget(series)
             self.stale[series] = last
+            self.version += 1
+
+    def fresh_until(self, stale_after: float) -> float:
+        """When time alone next changes the view: its least recently updated fresh series going stale."""
+        oldest = next(iter(self.updated.values()), None)
+        return math.inf if oldest is None else oldest + stale_after
 
     def newest(self) -> float | None:
         """Receive time of the newest sample held, fresh or stale."""
@@ -190,3 +212,12 @@ class View:
         if fresh is None:
             return quiet
         return fresh if quiet is None else max(fresh, quiet)
+
+
+def _same(old: object, new: float | None) -> bool:
+    """The value a series held before a sample equals the one after (NaN equals NaN here)."""
+    if old is _ABSENT:
+        return False
+    if old == new:
+        return True
+    return isinstance(old, float) and isinstance(new, float) and math.isnan(old) and math.isnan(new)

@@ -104,7 +104,7 @@ async def test_stream_is_active_sends_true_on_open_and_on_each_activation(harnes
     # The stream checks the idle load, then again once a push wakes it. It checks again only after what
     # the check before produced was sent, so a message sent while inactive would be here by now.
     checked = await harness.evaluated_after(-math.inf)
-    await harness.push([kserve_pod("p1", 0)])
+    await harness.push([kserve_pod("p2", 0)])  # a series joins: what the stream reads changed, still idle
     await harness.evaluated_after(checked)
     assert not read.done(), "nothing is sent while inactive"
     await harness.push([kserve_pod("p1", 3)])
@@ -117,7 +117,9 @@ async def test_stream_is_active_sends_true_on_open_and_on_each_activation(harnes
         return not await harness.keda.is_active(ref)
 
     await eventually(inactive)
-    await harness.evaluated_after(harness.asked_at())  # the stream's own check has seen the drop too
+    hub = harness.scaler.streams
+    assert hub is not None
+    await eventually(lambda: not any(watch.was_active for watch in hub.watches()))  # the stream saw the drop
     await harness.push([kserve_pod("p1", 2)])
     second = await asyncio.wait_for(stream.read(), 3.0)  # the reactivation's `true` (or a resend: also true)
     assert second.result is True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 
@@ -17,19 +18,43 @@ def ref(name: str) -> pb.ScaledObjectRef:
     return pb.ScaledObjectRef(name=name, namespace="ns")
 
 
+@dataclass
+class Version:
+    """A basis for the tests: it holds while its trigger's version is the one it was given, until `until`."""
+
+    fleet: Fleet
+    name: str
+    version: int
+    until: float
+
+    def holds(self, now: float) -> bool:
+        return now < self.until and self.fleet.versions[self.name] == self.version
+
+
 class Fleet:
-    """Whether each trigger is active, and how often each was checked."""
+    """Whether each trigger is active, how often each was checked, and (for some) a version that says
+    when its answer may have changed."""
 
     def __init__(self) -> None:
         self.active: dict[str, bool] = {}
         self.checks: dict[str, int] = {}
         self.raises: dict[str, Exception] = {}
+        self.versions: dict[str, int] = {}
+        self.until: dict[str, float] = {}
 
-    def __call__(self, request: pb.ScaledObjectRef) -> bool:
-        self.checks[request.name] = self.checks.get(request.name, 0) + 1
-        if request.name in self.raises:
-            raise self.raises[request.name]
-        return self.active.get(request.name, False)
+    def __call__(self, request: pb.ScaledObjectRef) -> tuple[bool, Version | None]:
+        name = request.name
+        self.checks[name] = self.checks.get(name, 0) + 1
+        if name in self.raises:
+            raise self.raises[name]
+        basis = None
+        if name in self.versions:
+            basis = Version(self, name, self.versions[name], self.until.get(name, float("inf")))
+        return self.active.get(name, False), basis
+
+    def change(self, name: str, active: bool) -> None:
+        self.active[name] = active
+        self.versions[name] += 1
 
 
 def hub(fleet: Fleet, changes: Changes, stopping: asyncio.Event, resend: float = 60.0, **kwargs: float) -> StreamHub:
@@ -205,8 +230,81 @@ async def test_a_closed_stream_is_no_longer_checked_and_the_hub_ends_with_the_la
     changes.notify()
 
 
+async def test_a_change_re_checks_only_the_streams_whose_basis_moved() -> None:
+    fleet, changes, stopping = Fleet(), Changes(), asyncio.Event()
+    fleet.versions.update(a=0, b=0)
+    streams = hub(fleet, changes, stopping)
+    watches = {name: streams.watch(ref(name)) for name in ("a", "b", "c")}  # c has no basis
+    await asyncio.sleep(0.01)
+    fleet.checks.clear()
+    fleet.change("b", True)
+    changes.notify()
+    await until(lambda: watches["b"].message == "activation")
+    assert fleet.checks == {"b": 1, "c": 1}, fleet.checks  # a's answer still holds: not evaluated
+    rounds = streams.rounds
+    changes.notify()
+    await until(lambda: streams.rounds > rounds)
+    assert fleet.checks == {"b": 1, "c": 2}, fleet.checks
+    stopping.set()
+    changes.notify()
+
+
+async def test_a_basis_that_ends_in_time_is_re_checked_without_a_change() -> None:
+    fleet, changes, stopping = Fleet(), Changes(), asyncio.Event()
+    fleet.versions["a"] = 0
+    fleet.until["a"] = asyncio.get_running_loop().time() + 0.05  # a series in its view goes stale then
+    streams = hub(fleet, changes, stopping)  # idle_recheck 60 s: only the basis' end can wake the hub
+    watch = streams.watch(ref("a"))
+    fleet.active["a"] = True  # what the view answers once that series has gone
+    fleet.until["a"] = float("inf")
+    await until(lambda: watch.message == "activation", timeout=1.0)
+    stopping.set()
+    changes.notify()
+
+
+async def test_every_stream_is_checked_in_full_within_full_recheck() -> None:
+    fleet, changes, stopping = Fleet(), Changes(), asyncio.Event()
+    fleet.versions["a"] = 0
+    streams = hub(fleet, changes, stopping, idle_recheck=0.01, full_recheck=0.1)
+    watch = streams.watch(ref("a"))
+    fleet.active["a"] = True  # a basis that is wrong (a missed change) is right again within full_recheck
+    await until(lambda: watch.message == "activation", timeout=1.0)
+    assert fleet.checks["a"] == 2
+    stopping.set()
+    changes.notify()
+
+
+async def test_a_resend_is_due_whatever_the_basis_says() -> None:
+    fleet, changes, stopping = Fleet(), Changes(), asyncio.Event()
+    fleet.versions["a"], fleet.active["a"] = 0, True
+    streams = hub(fleet, changes, stopping, resend=0.05, idle_recheck=0.01)
+    watch = streams.watch(ref("a"))
+    assert watch.take() == "activation"
+    await until(lambda: watch.message == "resend", timeout=1.0)
+    assert fleet.checks["a"] == 2  # checked once more for the resend, not every round
+    stopping.set()
+    changes.notify()
+
+
+async def test_a_failed_check_has_no_basis() -> None:
+    fleet, changes, stopping = Fleet(), Changes(), asyncio.Event()
+    fleet.versions["stale"] = 0
+    fleet.raises["stale"] = StaleData("no data")
+    streams = hub(fleet, changes, stopping)
+    watch = streams.watch(ref("stale"))
+    assert watch.basis is None
+    await asyncio.sleep(0.01)
+    checks = fleet.checks["stale"]
+    changes.notify()
+    await until(lambda: fleet.checks["stale"] > checks)  # re-checked on every change, as without a basis
+    stopping.set()
+    changes.notify()
+
+
 def test_bad_intervals_are_refused() -> None:
     with pytest.raises(ValueError, match="resend"):
         StreamHub(Fleet(), Changes(), asyncio.Event(), 0.0, 0.1, 1.0)
     with pytest.raises(ValueError, match="min_interval"):
         StreamHub(Fleet(), Changes(), asyncio.Event(), 5.0, -1.0, 1.0)
+    with pytest.raises(ValueError, match="full_recheck"):
+        StreamHub(Fleet(), Changes(), asyncio.Event(), 5.0, 0.1, 1.0, full_recheck=0.0)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -10,8 +12,8 @@ from hypothesis import strategies as st
 
 from scaler.errors import StaleData
 from scaler.expression import parse_query
-from scaler.otlp import Kind, Sample
-from scaler.query import OPERATIONS, QueryResult, evaluate_query
+from scaler.otlp import Histogram, Kind, Sample
+from scaler.query import OPERATIONS, Basis, QueryResult, evaluate_query
 from scaler.store import Store
 
 QUERIES = ("sum(load)", 'max(load{pod=~"p[01]"})', "avg(load)", "count(load)", 'min(load{pod!="p2"})')
@@ -81,3 +83,87 @@ def test_a_view_made_after_the_data_sees_the_stale_series_first(operation: str) 
     store.append([Sample("load", (("pod", "a"),), Kind.GAUGE, 10.0)], 40.0)
     result = evaluate_query(store, parse_query("sum(load)"), operation, 10.0, 50.0, STALE_AFTER + 10)
     assert result is not None and result.stale_series == 1 and len(result.items) == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps, st.sampled_from(QUERIES), st.sampled_from(OPERATIONS))
+def test_an_answer_whose_basis_holds_is_the_answer_again(
+    script: list[tuple[str, str, float]], query: str, operation: str
+) -> None:
+    """The soundness an open StreamIsActive relies on to skip a re-check (scaler.streams)."""
+    store = Store(retention=20.0, max_series=100)
+    now, last = 0.0, None
+    for action, pod, number in [*script, ("ask", "", 0.0)]:
+        if action == "push":
+            store.append([Sample("load", (("pod", pod),), Kind.GAUGE, number)], now)
+        elif action == "end":
+            store.append([Sample("load", (("pod", pod),), Kind.GAUGE, math.nan, no_value=True)], now)
+        elif action == "wait":
+            now += number
+        elif action == "sweep":
+            store.sweep(now)
+        else:
+            held = last is not None and last[0].holds(now)
+            result = answer(store, query, operation, now, True)
+            if held:
+                assert last is not None and outcome(result) == last[1]
+            basis = result.basis if isinstance(result, QueryResult) else None
+            last = None if basis is None else (basis, outcome(result))
+
+
+def basis_of(store: Store, text: str, now: float) -> Basis:
+    result = evaluate_query(store, parse_query(text), "last_one", 10.0, now, STALE_AFTER)
+    assert result is not None and result.basis is not None
+    return result.basis
+
+
+def push(store: Store, pod: str, value: float, now: float, name: str = "load") -> None:
+    store.append([Sample(name, (("pod", pod),), Kind.GAUGE, value)], now)
+
+
+def test_a_basis_holds_through_pushes_that_change_nothing_it_answers() -> None:
+    store = Store(retention=60.0, max_series=10)
+    push(store, "p0", 1.0, 0.0)
+    push(store, "p2", 7.0, 0.0)
+    basis = basis_of(store, 'sum(load{pod="p0"})', 0.5)
+    push(store, "p0", 1.0, 1.0)  # the same value again
+    push(store, "p2", 8.0, 1.0)  # a series the selector does not match
+    push(store, "p0", 1.0, 1.0, name="other")  # another metric
+    assert basis.holds(1.5)
+    assert not basis.holds(STALE_AFTER)  # p0's sample of time 0 goes stale then, whatever came since
+
+
+def expire(store: Store, now: float) -> None:
+    with contextlib.suppress(StaleData):  # the only series went stale
+        evaluate_query(store, parse_query("sum(load)"), "last_one", 10.0, now, STALE_AFTER)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda store: push(store, "p0", 2.0, 1.0),  # a new value
+        lambda store: push(store, "p1", 1.0, 1.0),  # a series joins
+        lambda store: store.append([Sample("load", (("pod", "p0"),), Kind.GAUGE, math.nan, no_value=True)], 1.0),
+        lambda store: store.drop_idle_views(now=700.0, idle=600.0),  # the view gets no more updates
+        lambda store: store.sweep(100.0),  # the series leaves the store
+        lambda store: expire(store, 9.0),
+    ],
+    ids=["new value", "series joins", "end marker", "view dropped", "series swept", "series expired"],
+)
+def test_a_basis_ends_with_any_change_to_what_it_answers(change: Callable[[Store], object]) -> None:
+    store = Store(retention=60.0, max_series=10)
+    push(store, "p0", 1.0, 0.0)
+    basis = basis_of(store, "sum(load)", 0.5)
+    assert basis.holds(0.5)
+    change(store)
+    assert not basis.holds(0.5)
+
+
+def test_a_histogram_selector_basis_ends_when_a_plain_series_takes_the_name() -> None:
+    """`resolve` prefers a plain series named `load_count` to a histogram's `_count` column."""
+    store = Store(retention=60.0, max_series=10)
+    point = Sample("load", (("pod", "p0"),), Kind.HISTOGRAM, 3.0, histogram=Histogram(3.0, 6.0))
+    store.append([point], 0.0)
+    basis = basis_of(store, "sum(load_count)", 0.5)
+    push(store, "p0", 1.0, 1.0, name="load_count")
+    assert not basis.holds(1.0)
