@@ -12,6 +12,9 @@ registered methods, in its own process.
 
     python load/bench_streams.py                 # 0, 1,000 and 3,000 streams, then the bare server (about 2 min)
     python load/bench_streams.py --smoke         # 0 and 200 streams, a few seconds each
+    python load/bench_streams.py --same-value    # the keeper pushed with one value: pushes that change no
+                                                 # stream's answer, as most of a fleet's pushes are for
+                                                 # any one ScaledObject (each reads its own deployment)
 """
 
 from __future__ import annotations
@@ -81,7 +84,13 @@ async def hold_streams(address: str, count: int, seconds: float) -> dict[str, in
 
 
 async def good_client(
-    scaler: str, otlp: str, seconds: float, streams_at: float, phases: tuple[float, float], push_every: float
+    scaler: str,
+    otlp: str,
+    seconds: float,
+    streams_at: float,
+    phases: tuple[float, float],
+    push_every: float,
+    flips: int = 1,
 ) -> dict[str, list[float]]:
     """Push the keeper (unless otlp is "-") and time GetMetrics; latencies split by the phases' (opening, closing)."""
     opening, closing = phases
@@ -95,7 +104,7 @@ async def good_client(
         flip = 0
         while not stop.is_set():
             await export(keeper_request(5.0 + flip), timeout=10)
-            flip ^= 1
+            flip ^= flips
             await asyncio.sleep(push_every)
 
     pushing = None
@@ -181,6 +190,7 @@ class Timing:
     seconds: float  # a row
     phases: tuple[float, float]  # the opening's and the closing's seconds
     push_every: float  # between keeper pushes: each changes the data, so each is a re-check round
+    same_value: bool = False  # the keeper's value never changes: pushes that change no stream's answer
 
 
 def run_row(streams: int, timing: Timing, bare: bool = False) -> Row:
@@ -207,7 +217,7 @@ def _measure(streams: int, timing: Timing, address: str, otlp: str, pid: int) ->
     cpu = cpu_seconds(pid)
     good = subprocess.Popen(
         [sys.executable, script, "--role", "good", address, otlp, str(seconds), str(lead), *map(str, timing.phases)]
-        + [str(timing.push_every)],
+        + [str(timing.push_every), str(int(not timing.same_value))],
         stdout=subprocess.PIPE,
     )
     held = {"messages": 0}
@@ -230,12 +240,13 @@ def main() -> None:
     parser.add_argument("--streams", default="1000,3000", help="stream counts after the 0-stream baseline")
     parser.add_argument("--seconds", type=float, default=20.0, help="seconds per row")
     parser.add_argument("--push-every", type=float, default=PUSH_EVERY, help="seconds between keeper pushes [0.5]")
+    parser.add_argument("--same-value", action="store_true", help="push the keeper with one value throughout")
     parser.add_argument("--role", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
     if args.role == "good":
-        scaler, otlp, seconds, lead, opening, closing, push_every = rest
+        scaler, otlp, seconds, lead, opening, closing, push_every, flips = rest
         phases = (float(opening), float(closing))
-        figures = good_client(scaler, otlp, float(seconds), float(lead), phases, float(push_every))
+        figures = good_client(scaler, otlp, float(seconds), float(lead), phases, float(push_every), int(flips))
         print(json.dumps(asyncio.run(figures)))
         return
     if args.role == "bare":
@@ -248,12 +259,13 @@ def main() -> None:
     counts = [200] if args.smoke else [int(n) for n in args.streams.split(",")]
     seconds = 8.0 if args.smoke else args.seconds
     phases = SMOKE_PHASES if args.smoke else (OPENING, CLOSING)
-    timing = Timing(seconds, phases, args.push_every)
+    timing = Timing(seconds, phases, args.push_every, args.same_value)
     rows = [run_row(n, timing) for n in [0, *counts]]
     rows.append(run_row(counts[-1], timing, bare=True))
+    value = " (one value)" if args.same_value else ""
     base = quantile(rows[0].steady + rows[0].opening, 0.99)
     print(
-        f"streams: keeper pushed every {args.push_every:g} s, GetMetrics every {CALL_EVERY * 1000:g} ms, "
+        f"streams: keeper pushed every {args.push_every:g} s{value}, GetMetrics every {CALL_EVERY * 1000:g} ms, "
         f"{seconds:g} s a row"
     )
     columns = (
