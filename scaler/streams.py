@@ -33,7 +33,7 @@ SLICE_SECONDS = 0.002  # longest the hub holds the event loop between yields
 # handler, the send, the completion); yielding with sleep(0) put a slice in each of them, so a GetMetrics
 # that met a round waited for most of it. Measured with `load/bench_streams.py --streams 3000
 # --push-every 0.1` (a round every 0.1 s), three runs each: steady p99 8-25 ms against 49-70 ms with
-# 5 ms slices and no gap, the streams' close 26-73 ms against 94-184 ms, CPU the same.
+# 5 ms slices and no gap, the streams' close 26-73 ms against 94-184 ms, CPU up to 5 % more.
 SLICE_GAP = 0.001
 WAKES_PER_SLICE = 64  # streams woken to send before the hub yields: their sends run between slices
 FULL_RECHECK = 10.0  # every stream is re-checked in full at least this often, whatever its basis says
