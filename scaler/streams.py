@@ -4,8 +4,8 @@ KEDA holds one stream per push-scaler trigger. When each stream ran its own loop
 of them at once to re-evaluate, and GetMetrics, health checks and pushes waited behind them.
 Here a stream does its first check itself, when it opens, and then only waits; the hub re-checks the
 streams in rounds (at most every `min_interval`, at least every `idle_recheck`, and when a resend is
-due), yields to the loop for `slice_gap` every `slice_seconds` or `wakes_per_slice` messages, and wakes a stream only
-when it has a message to send. `load/bench_streams.py` measures what open streams cost other calls.
+due), leaves the loop for `slice_gap` every `slice_seconds` or `wakes_per_slice` messages, and wakes a
+stream only when it has a message to send. `load/bench_streams.py` measures what open streams cost other calls.
 
 A check may return the basis of its answer (`Basis`: for a query trigger, its view's version and when
 a series in it goes stale). While the basis holds, a round passes the stream by: a push re-checks only
@@ -107,7 +107,7 @@ class StreamHub(Generic[T]):
         self._watches: dict[Watch[T], None] = {}  # insertion-ordered: rounds go oldest stream first
         self._task: asyncio.Task[None] | None = None
         self.rounds = 0
-        self.checks = 0  # evaluations, for tests and the benchmark
+        self.checks = 0  # evaluations made, for tests
 
     def __len__(self) -> int:
         return len(self._watches)

@@ -274,6 +274,36 @@ async def test_every_stream_is_checked_in_full_within_full_recheck() -> None:
     changes.notify()
 
 
+async def test_a_full_check_wakes_the_hub_by_itself() -> None:
+    fleet, changes, stopping = Fleet(), Changes(), asyncio.Event()
+    fleet.versions["a"] = 0
+    streams = hub(fleet, changes, stopping, full_recheck=0.1)  # idle_recheck 60 s: only full_at can wake it
+    loop = asyncio.get_running_loop()
+    opened = loop.time()
+    watch = streams.watch(ref("a"))
+    assert 0.05 <= watch.full_at - opened <= 0.1 + 0.01  # spread over half to all of full_recheck
+    fleet.active["a"] = True
+    await until(lambda: watch.message == "activation", timeout=1.0)
+    stopping.set()
+    changes.notify()
+
+
+async def test_a_basis_is_held_against_the_check_s_clock() -> None:
+    """The scaler evaluates at its own clock (time.monotonic, or a test's); `until` is in its terms."""
+    fleet, changes, stopping = Fleet(), Changes(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+    clock = lambda: loop.time() + 1000.0  # noqa: E731
+    fleet.versions["a"] = 0
+    fleet.until["a"] = clock() + 0.05
+    streams = hub(fleet, changes, stopping, clock=clock)  # type: ignore[arg-type]
+    watch = streams.watch(ref("a"))
+    fleet.active["a"] = True
+    fleet.until["a"] = float("inf")
+    await until(lambda: watch.message == "activation", timeout=1.0)
+    stopping.set()
+    changes.notify()
+
+
 async def test_a_resend_is_due_whatever_the_basis_says() -> None:
     fleet, changes, stopping = Fleet(), Changes(), asyncio.Event()
     fleet.versions["a"], fleet.active["a"] = 0, True

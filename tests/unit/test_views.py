@@ -167,3 +167,47 @@ def test_a_histogram_selector_basis_ends_when_a_plain_series_takes_the_name() ->
     basis = basis_of(store, "sum(load_count)", 0.5)
     push(store, "p0", 1.0, 1.0, name="load_count")
     assert not basis.holds(1.0)
+
+
+def test_a_view_s_version_moves_when_a_series_it_holds_leaves_and_only_then() -> None:
+    store = Store(retention=60.0, max_series=10)
+    push(store, "p0", 1.0, 0.0)
+    basis = basis_of(store, "sum(load)", 0.5)
+    view = basis.view
+    [series] = store.series_named("load")
+    version = view.version
+    view.detach(series)
+    assert view.version > version
+    version = view.version
+    view.detach(series)  # no longer held: nothing changed
+    assert view.version == version
+
+
+def test_a_series_back_from_stale_ends_a_basis() -> None:
+    store = Store(retention=60.0, max_series=10)
+    push(store, "p0", 1.0, 0.0)
+    push(store, "p1", 2.0, 4.0)
+    basis = basis_of(store, "sum(load)", 6.0)  # p0 went stale at 5
+    assert basis.holds(6.0)
+    push(store, "p0", 1.0, 7.0)  # the same value as before it went stale: it counts again
+    assert not basis.holds(7.0)
+
+
+def test_a_fresh_series_without_a_value_yet_that_goes_stale_and_comes_back_ends_a_basis() -> None:
+    store = Store(retention=60.0, max_series=10)
+    store.append([Sample("hits", (("pod", "p0"),), Kind.COUNTER, 1.0)], 0.0)  # rate needs two samples
+    store.append([Sample("hits", (("pod", "p1"),), Kind.COUNTER, 1.0)], 4.0)
+    store.append([Sample("hits", (("pod", "p1"),), Kind.COUNTER, 3.0)], 4.5)
+    result = evaluate_query(store, parse_query("sum(hits)"), "rate", 5.0, 6.0, STALE_AFTER)
+    assert result is not None and result.basis is not None and len(result.items) == 1  # p0 is stale
+    store.append([Sample("hits", (("pod", "p0"),), Kind.COUNTER, 1.0)], 7.0)  # back, no rate in 5 s
+    assert not result.basis.holds(7.0)
+
+
+def test_a_repeated_nan_leaves_a_basis_standing() -> None:
+    store = Store(retention=60.0, max_series=10)
+    push(store, "p0", 1.0, 0.0)
+    push(store, "p1", math.nan, 0.0)
+    basis = basis_of(store, "sum(load)", 0.5)
+    push(store, "p1", math.nan, 1.0)
+    assert basis.holds(1.0)
