@@ -107,7 +107,6 @@ class StreamHub(Generic[T]):
         self._watches: dict[Watch[T], None] = {}  # insertion-ordered: rounds go oldest stream first
         self._task: asyncio.Task[None] | None = None
         self.rounds = 0
-        self.checks = 0  # evaluations made, for tests
 
     def __len__(self) -> int:
         return len(self._watches)
@@ -140,7 +139,6 @@ class StreamHub(Generic[T]):
 
     def _check(self, watch: Watch[T], now: float) -> bool:
         """Re-evaluate one stream; True when it now has something to send."""
-        self.checks += 1
         watch.basis, watch.full_at = None, now + self.full_recheck * (0.5 + 0.5 * self._spread.random())
         try:
             active, watch.basis = self.check(watch.subject)
