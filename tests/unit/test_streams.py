@@ -249,11 +249,15 @@ async def test_a_change_re_checks_only_the_streams_whose_basis_moved() -> None:
     changes.notify()
 
 
-async def test_a_basis_that_ends_in_time_is_re_checked_without_a_change() -> None:
+@pytest.mark.parametrize("offset", [None, 1000.0], ids=["the loop's clock", "the check's own clock"])
+async def test_a_basis_that_ends_in_time_is_re_checked_without_a_change(offset: float | None) -> None:
+    """`until` is in the terms of the clock the check evaluates at (the scaler's, or a test's)."""
     fleet, changes, stopping = Fleet(), Changes(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+    clock = None if offset is None else (lambda: loop.time() + offset)
     fleet.versions["a"] = 0
-    fleet.until["a"] = asyncio.get_running_loop().time() + 0.05  # a series in its view goes stale then
-    streams = hub(fleet, changes, stopping)  # idle_recheck 60 s: only the basis' end can wake the hub
+    fleet.until["a"] = loop.time() + (offset or 0.0) + 0.05  # a series in its view goes stale then
+    streams = hub(fleet, changes, stopping, clock=clock)  # type: ignore[arg-type]  # idle_recheck 60 s
     watch = streams.watch(ref("a"))
     fleet.active["a"] = True  # what the view answers once that series has gone
     fleet.until["a"] = float("inf")
@@ -283,22 +287,6 @@ async def test_a_full_check_wakes_the_hub_by_itself() -> None:
     watch = streams.watch(ref("a"))
     assert 0.05 <= watch.full_at - opened <= 0.1 + 0.01  # spread over half to all of full_recheck
     fleet.active["a"] = True
-    await until(lambda: watch.message == "activation", timeout=1.0)
-    stopping.set()
-    changes.notify()
-
-
-async def test_a_basis_is_held_against_the_check_s_clock() -> None:
-    """The scaler evaluates at its own clock (time.monotonic, or a test's); `until` is in its terms."""
-    fleet, changes, stopping = Fleet(), Changes(), asyncio.Event()
-    loop = asyncio.get_running_loop()
-    clock = lambda: loop.time() + 1000.0  # noqa: E731
-    fleet.versions["a"] = 0
-    fleet.until["a"] = clock() + 0.05
-    streams = hub(fleet, changes, stopping, clock=clock)  # type: ignore[arg-type]
-    watch = streams.watch(ref("a"))
-    fleet.active["a"] = True
-    fleet.until["a"] = float("inf")
     await until(lambda: watch.message == "activation", timeout=1.0)
     stopping.set()
     changes.notify()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -44,10 +44,8 @@ def answer(store: Store, text: str, operation: str, now: float, maintained: bool
         return exc
 
 
-@settings(max_examples=150, deadline=None)
-@given(steps, st.sampled_from(QUERIES), st.sampled_from(OPERATIONS))
-def test_a_view_answers_what_a_scan_answers(script: list[tuple[str, str, float]], query: str, operation: str) -> None:
-    store = Store(retention=20.0, max_series=100)
+def play(store: Store, script: list[tuple[str, str, float]]) -> Iterator[float]:
+    """Carry out the script on the store; yield the time at each "ask", and once more at the end."""
     now = 0.0
     for action, pod, number in script:
         if action == "push":
@@ -59,10 +57,17 @@ def test_a_view_answers_what_a_scan_answers(script: list[tuple[str, str, float]]
         elif action == "sweep":
             store.sweep(now)
         else:
-            maintained = answer(store, query, operation, now, True)
-            assert outcome(maintained) == outcome(answer(store, query, operation, now, False))
-    final = answer(store, query, operation, now, True)
-    assert outcome(final) == outcome(answer(store, query, operation, now, False))
+            yield now
+    yield now
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps, st.sampled_from(QUERIES), st.sampled_from(OPERATIONS))
+def test_a_view_answers_what_a_scan_answers(script: list[tuple[str, str, float]], query: str, operation: str) -> None:
+    store = Store(retention=20.0, max_series=100)
+    for now in play(store, script):
+        maintained = answer(store, query, operation, now, True)
+        assert outcome(maintained) == outcome(answer(store, query, operation, now, False))
 
 
 def test_views_are_dropped_when_idle_and_release_their_series() -> None:
@@ -92,23 +97,14 @@ def test_an_answer_whose_basis_holds_is_the_answer_again(
 ) -> None:
     """The soundness an open StreamIsActive relies on to skip a re-check (scaler.streams)."""
     store = Store(retention=20.0, max_series=100)
-    now, last = 0.0, None
-    for action, pod, number in [*script, ("ask", "", 0.0)]:
-        if action == "push":
-            store.append([Sample("load", (("pod", pod),), Kind.GAUGE, number)], now)
-        elif action == "end":
-            store.append([Sample("load", (("pod", pod),), Kind.GAUGE, math.nan, no_value=True)], now)
-        elif action == "wait":
-            now += number
-        elif action == "sweep":
-            store.sweep(now)
-        else:
-            held = last is not None and last[0].holds(now)
-            result = answer(store, query, operation, now, True)
-            if held:
-                assert last is not None and outcome(result) == last[1]
-            basis = result.basis if isinstance(result, QueryResult) else None
-            last = None if basis is None else (basis, outcome(result))
+    last = None
+    for now in play(store, script):
+        held = last is not None and last[0].holds(now)
+        result = answer(store, query, operation, now, True)
+        if held:
+            assert last is not None and outcome(result) == last[1]
+        basis = result.basis if isinstance(result, QueryResult) else None
+        last = None if basis is None else (basis, outcome(result))
 
 
 def basis_of(store: Store, text: str, now: float) -> Basis:
