@@ -64,8 +64,8 @@ class ExactSum:
             return None
         try:
             return self.whole / (_UNIT * divisor)  # int / int rounds correctly
-        except OverflowError:
-            return math.copysign(math.inf, self.whole)
+        except OverflowError:  # copysign(inf, whole) would convert the int to a float, and overflow again
+            return math.inf if self.whole > 0 else -math.inf
 
 
 class Watcher(Protocol):

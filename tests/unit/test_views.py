@@ -15,6 +15,7 @@ from scaler.expression import parse_query
 from scaler.otlp import Histogram, Kind, Sample
 from scaler.query import OPERATIONS, Basis, QueryResult, evaluate_query
 from scaler.store import Store
+from scaler.views import ExactSum
 
 QUERIES = ("sum(load)", 'max(load{pod=~"p[01]"})', "avg(load)", "count(load)", 'min(load{pod!="p2"})')
 STALE_AFTER = 5.0
@@ -207,3 +208,36 @@ def test_a_repeated_nan_leaves_a_basis_standing() -> None:
     basis = basis_of(store, "sum(load)", 0.5)
     push(store, "p1", math.nan, 1.0)
     assert basis.holds(1.0)
+
+
+def test_exact_sum_counts_terms_it_cannot_hold_and_recovers_when_they_leave() -> None:
+    total = ExactSum(limit=1e200)
+    total.add(1.0, 1)
+    for odd in (math.inf, 1e300, 1e200):  # not finite, over the limit, at the limit
+        total.add(odd, 1)
+        total.add(odd, 1)
+        total.add(odd, -1)
+        assert total.value() is None, odd  # one of them is still in
+        total.add(odd, -1)
+        assert total.value() == 1.0, odd
+
+
+def test_exact_sum_past_the_float_range_is_infinite_with_its_sign() -> None:
+    total = ExactSum()
+    total.add(1.7e308, 1)
+    total.add(1.7e308, 1)
+    assert total.value() == math.inf
+    assert total.value(2) == 1.7e308  # the exact sum, divided, is back in range
+    negative = ExactSum()
+    negative.add(-1.7e308, 1)
+    negative.add(-1.7e308, 1)
+    assert negative.value() == -math.inf
+
+
+def test_a_view_s_mean_of_values_whose_sum_overflows_is_the_exact_mean() -> None:
+    store = Store(retention=60.0, max_series=10)
+    push(store, "p0", 1.7e308, 0.0)
+    push(store, "p1", 1.7e308, 0.0)
+    for maintained in (True, False):
+        result = evaluate_query(store, parse_query("avg(load)"), "last_one", 10.0, 0.5, STALE_AFTER, maintained)
+        assert result is not None and result.value == 1.7e308, maintained
