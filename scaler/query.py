@@ -44,7 +44,7 @@ class Basis:
     store: Store
     view: View
     version: int
-    names: tuple[tuple[str, int], ...]  # (name, Store.name_version) that `resolve` read
+    names: tuple[tuple[str, int], ...]  # (name, Store.name_version) whose change could move `resolve`
     until: float
 
     def holds(self, now: float) -> bool:
@@ -193,7 +193,10 @@ def evaluate_query(
         items: Mapping[Series, float | None] = view.values
         count, aggregate = len(view.finite), view.aggregate
         stale, newest = len(view.stale), view.newest()
-        names = tuple((n, store.name_version(n)) for n in dict.fromkeys((query.selector.name, name)))
+        # A plain resolution holds while the view holds a series (each leaving moves its version); a
+        # histogram's also needs no plain series of the selector's own name to appear.
+        plain = query.selector.name
+        names = ((plain, store.name_version(plain)),) if histogram else ()
         basis = Basis(store, view, view.version, names, view.fresh_until(stale_after))
     else:
         matched = [s for s in store.select(name, query.selector) if (s.kind is Kind.HISTOGRAM) == histogram]
